@@ -1,0 +1,1 @@
+"""Benchmarks: figures and ratios measured in one run (the machine is noisy; compare within a run)."""

@@ -1,0 +1,1 @@
+"""Offline evaluation of rankers on held-out queries with human grades."""

@@ -1,0 +1,44 @@
+"""The evaluation tables, as printed and as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from evaluation.runner import EvalResult
+
+
+def print_table(result: EvalResult, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(
+        f"[bold]{result.dataset}[/bold], {result.side} queries of split {result.split_id}: "
+        f"{result.evaluable} evaluated ({result.queries - result.evaluable} without any positive grade left out). "
+        "NDCG uses linear gain (ranx ndcg); MRR and Recall count gain >= 1 as relevant."
+    )
+    for title, section in (
+        (f"End to end: each ranker reorders BM25's top-{result.depth} over the whole catalog, "
+         f"unjudged items = gain 0 (perfect reorder: NDCG@10 {result.ceiling_ndcg10:.4f})", "end_to_end"),
+        ("Rerank-judged: each ranker orders the query's judged products only", "rerank_judged"),
+    ):
+        columns = list(getattr(result.rows[0], section))
+        table = Table(title=title, title_justify="left")
+        table.add_column("ranker")
+        for column in columns:
+            table.add_column(column, justify="right")
+        if section == "end_to_end":
+            table.add_column("ms/100 cand.", justify="right")
+        for row in result.rows:
+            values = getattr(row, section)
+            cells = [f"{values[c]:.0f}" if c == "clear pairs" else f"{values[c]:.4f}" for c in columns]
+            if section == "end_to_end":
+                cells.append(f"{row.ms_per_100:.3f}")
+            table.add_row(row.name, *cells)
+        console.print(table)
+
+
+def write_json(result: EvalResult, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_json(), indent=2))

@@ -1,0 +1,1 @@
+"""Data in: catalog readers, bulk indexing into Elasticsearch, query splits."""

@@ -1,0 +1,1 @@
+"""The product-level glue: settings and the `shopsearch` command line."""

@@ -1,0 +1,3 @@
+from searchstack.cli import app
+
+app()
