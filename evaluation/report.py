@@ -39,6 +39,26 @@ def print_table(result: EvalResult, console: Console | None = None) -> None:
         console.print(table)
 
 
-def write_json(result: EvalResult, path: Path) -> None:
+def print_significance(tests: dict[str, dict[str, dict[str, float]]], console: Console | None = None) -> None:
+    """p-values of paired t-tests; * marks p < 0.05."""
+    console = console or Console()
+    labels = sorted({label for row in tests.values() for versus in row.values() for label in versus})
+    columns = sorted({versus for row in tests.values() for versus in row})
+    table = Table(title="Paired t-test p-values per query (ranx compare); * = p < 0.05", title_justify="left")
+    table.add_column("ranker")
+    for versus in columns:
+        for label in labels:
+            table.add_column(f"{versus}: {label}", justify="right")
+    for name, row in tests.items():
+        cells = []
+        for versus in columns:
+            for label in labels:
+                p = row.get(versus, {}).get(label)
+                cells.append("-" if p is None else f"{p:.3g}{'*' if p < 0.05 else ''}")
+        table.add_row(name, *cells)
+    console.print(table)
+
+
+def write_json(result: EvalResult, path: Path, extra: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_json(), indent=2))
+    path.write_text(json.dumps({**result.to_json(), **(extra or {})}, indent=2))

@@ -231,5 +231,29 @@ def demo(
              json_path=settings.artifacts_dir / "eval" / f"{fmt.value}-bm25.json", es_url=None)
 
 
+@app.command()
+@one_line_errors
+def pipeline(
+    profile: Annotated[str, typer.Option(help="quick (minutes: demo, CI) or full (the headline numbers).")] = "quick",
+    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """Teacher fine-tune, labeling, graph, FAISS, BERM, BERM-O and evaluation, as restartable stages."""
+    from reranker.training.pipeline import PROFILES, Pipeline
+
+    if profile not in PROFILES:
+        raise CatalogError(f"unknown profile {profile!r}; choose {' or '.join(PROFILES)}")
+    settings = load_settings(es_url=es_url)
+    catalog = read_catalog(settings, fmt, path)
+    query_split = current_split(settings, catalog)
+    es = connect(settings.resolved_es_url)
+    index_catalog(es, catalog, settings.index_alias, chunk_size=settings.bulk_chunk_size)
+    run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
+    run.run(until=until)
+    console.print("stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

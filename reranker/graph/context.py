@@ -1,0 +1,202 @@
+"""Turns a query and its BM25 candidates into BERM's input tensors.
+
+Per candidate row: the query's and the title's token ids (0-order word interaction), the
+bi-encoder vectors of query and item, and the sampled metapath neighbors (k-order relevance) as
+vectors, edge weights and a mask, plus the min-max-normalised BM25 score. The query-side paths are
+the same for every row, so they are sampled and looked up once per call.
+
+Vectors come from the FAISS stores where the node is there; a query or product that is not (an
+ad-hoc query at serving time, a product added after the stores were built) is embedded with the
+bi-encoder on the spot and cached. A graph neighbor with no vector anywhere is left out, so the
+mask stays honest.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from indexer.embeddings import embed
+from indexer.faiss_store import VectorStore
+from indexer.records import Product
+from reranker.graph.neighbors import ITEM_PATHS, PATHS, QUERY_PATHS, NeighborSampler
+
+log = logging.getLogger(__name__)
+
+Neighbors = list[tuple[str, float]]
+
+
+class ContextError(Exception):
+    pass
+
+
+class TokenVocab(Protocol):
+    def encode(self, text: str, max_len: int) -> list[int]: ...  # 0 = padding, 1 = unknown
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Min-max scaling to [0, 1] within one list; an all-equal list becomes zeros."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+class ContextBuilder:
+    def __init__(
+        self,
+        sampler: NeighborSampler,
+        vocab: TokenVocab,
+        query_store: VectorStore,
+        item_store: VectorStore,
+        catalog_products: dict[str, Product],
+        bi_encoder=None,
+        per_path: int = 5,
+        max_query_tokens: int = 12,
+        max_title_tokens: int = 32,
+    ) -> None:
+        self.sampler = sampler
+        self.vocab = vocab
+        self.query_store = query_store
+        self.item_store = item_store
+        self.products = catalog_products
+        self.bi_encoder = bi_encoder
+        self.per_path = per_path
+        self.max_query_tokens = max_query_tokens
+        self.max_title_tokens = max_title_tokens
+        self.dim = item_store.dim
+        self._text_vectors: dict[str, np.ndarray] = {}  # query text -> vector (queries not in the store)
+        self._title_vectors: dict[str, np.ndarray] = {}  # product id -> vector (products not in the store)
+        self._title_tokens: dict[str, list[int]] = {}
+        self._missing_queries: set[str] = set()
+
+    # --- vectors -------------------------------------------------------------------------------
+
+    def _encoder(self, what: str):
+        if self.bi_encoder is None:
+            raise ContextError(f"{what} has no stored vector and the builder has no bi-encoder")
+        return self.bi_encoder
+
+    def query_vector(self, query_text: str, query_id: str | None) -> np.ndarray:
+        if query_id is not None and self.query_store.has(query_id):
+            return self.query_store.vector(query_id)
+        if query_text not in self._text_vectors:
+            model = self._encoder(f"query {query_id or query_text!r}")
+            self._text_vectors[query_text] = embed(model, [query_text], progress=False)[0]
+        return self._text_vectors[query_text]
+
+    def _title(self, product_id: str) -> str:
+        try:
+            return self.products[product_id].title
+        except KeyError:
+            raise ContextError(f"product {product_id!r} is not in the catalog") from None
+
+    def item_vectors(self, product_ids: list[str]) -> np.ndarray:
+        """(len, D) item vectors: from the store, else embedded from the title (in one batch)."""
+        todo = [pid for pid in dict.fromkeys(product_ids)
+                if not self.item_store.has(pid) and pid not in self._title_vectors]
+        if todo:
+            model = self._encoder(f"product {todo[0]!r}")
+            titles = [self._title(pid) for pid in todo]
+            for pid, vec in zip(todo, embed(model, titles, progress=False)):
+                self._title_vectors[pid] = vec
+        out = np.zeros((len(product_ids), self.dim), dtype=np.float32)
+        for row, pid in enumerate(product_ids):
+            out[row] = self.item_store.vector(pid) if self.item_store.has(pid) else self._title_vectors[pid]
+        return out
+
+    def _neighbor_vector(self, path: str, node: str) -> np.ndarray | None:
+        """A neighbor's vector: queries from the query store, items from the item store / title."""
+        if path in ("Q-I-Q", "I-Q"):
+            if self.query_store.has(node):
+                return self.query_store.vector(node)
+            if node not in self._missing_queries:
+                self._missing_queries.add(node)
+                log.warning("graph query %r has no vector in the query store; left out as a neighbor", node)
+            return None
+        if self.item_store.has(node):
+            return self.item_store.vector(node)
+        if node in self.products and self.bi_encoder is not None:
+            return self.item_vectors([node])[0]
+        return None
+
+    def _fill(self, paths: dict[str, Neighbors], names: tuple[str, ...]):
+        """Vectors [len(names), K, D], weights and mask for some paths (missing vectors skipped)."""
+        vec = np.zeros((len(names), self.per_path, self.dim), dtype=np.float32)
+        weight = np.zeros((len(names), self.per_path), dtype=np.float32)
+        mask = np.zeros((len(names), self.per_path), dtype=bool)
+        for p, name in enumerate(names):
+            slot = 0
+            for node, w in paths.get(name, []):
+                if slot >= self.per_path:
+                    break
+                found = self._neighbor_vector(name, node)
+                if found is None:
+                    continue
+                vec[p, slot], weight[p, slot], mask[p, slot] = found, w, True
+                slot += 1
+        return vec, weight, mask
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def _encode(self, text: str, max_len: int) -> list[int]:
+        return list(self.vocab.encode(text, max_len))[:max_len]
+
+    def _item_tokens(self, product_id: str) -> list[int]:
+        if product_id not in self._title_tokens:
+            self._title_tokens[product_id] = self._encode(self._title(product_id), self.max_title_tokens)
+        return self._title_tokens[product_id]
+
+    # --- public --------------------------------------------------------------------------------
+
+    def neighbor_ids(
+        self, query_id: str | None, query_vec: np.ndarray, product_id: str, item_vec: np.ndarray
+    ) -> dict[str, Neighbors]:
+        """The sampled neighbors behind one row, by path (for explaining a score)."""
+        found = {**self.sampler.query_paths(query_id, query_vec, self.query_store),
+                 **self.sampler.item_paths(product_id, item_vec, self.item_store)}
+        return {path: found.get(path, [])[: self.per_path] for path in PATHS}
+
+    def build(
+        self, query_text: str, query_id: str | None, product_ids: list[str], bm25: list[float]
+    ) -> dict[str, torch.Tensor]:
+        n = len(product_ids)
+        if len(bm25) != n:
+            raise ContextError(f"{len(bm25)} BM25 scores for {n} products")
+        k, d = self.per_path, self.dim
+
+        query_tokens = self._encode(query_text, self.max_query_tokens) or [0]
+        q_tokens = np.tile(np.asarray(query_tokens, dtype=np.int64), (n, 1))
+        title_tokens = [self._item_tokens(pid) for pid in product_ids]
+        width = max([1, *(len(tokens) for tokens in title_tokens)])
+        i_tokens = np.zeros((n, width), dtype=np.int64)
+        for row, tokens in enumerate(title_tokens):
+            i_tokens[row, : len(tokens)] = tokens
+
+        q_vec = np.asarray(self.query_vector(query_text, query_id), dtype=np.float32)
+        i_vec = self.item_vectors(product_ids)
+
+        nb_vec = np.zeros((n, len(PATHS), k, d), dtype=np.float32)
+        nb_w = np.zeros((n, len(PATHS), k), dtype=np.float32)
+        nb_mask = np.zeros((n, len(PATHS), k), dtype=bool)
+        q_side = self._fill(self.sampler.query_paths(query_id, q_vec, self.query_store), QUERY_PATHS)
+        nb_vec[:, :2], nb_w[:, :2], nb_mask[:, :2] = q_side
+        item_paths = self.sampler.item_paths_many(product_ids, i_vec, self.item_store)
+        for row, paths in enumerate(item_paths):
+            i_side = self._fill(paths, ITEM_PATHS)
+            nb_vec[row, 2:], nb_w[row, 2:], nb_mask[row, 2:] = i_side
+
+        return {
+            "q_tokens": torch.from_numpy(q_tokens),
+            "i_tokens": torch.from_numpy(i_tokens),
+            "q_vec": torch.from_numpy(np.tile(q_vec, (n, 1)).astype(np.float32)),
+            "i_vec": torch.from_numpy(i_vec),
+            "nb_vec": torch.from_numpy(nb_vec),
+            "nb_w": torch.from_numpy(nb_w),
+            "nb_mask": torch.from_numpy(nb_mask),
+            "bm25": torch.from_numpy(minmax(np.asarray(bm25, dtype=np.float64)).astype(np.float32)),
+        }

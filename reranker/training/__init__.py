@@ -1,0 +1,1 @@
+"""Training: teacher fine-tuning, teacher labeling, graph building, student distillation."""

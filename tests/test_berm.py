@@ -1,0 +1,357 @@
+"""BERM and BERM-O students, their vocabulary, losses and distillation, on tiny synthetic inputs.
+
+Every model here is built in the test (30-word vocabulary, K = 3 neighbors, D = 384 random unit
+vectors); nothing is mocked. The training test learns a synthetic relevance that depends on shared
+words, on how close the item's I-Q neighbors are to the query and on BM25.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reranker.models.berm import Berm, BermConfig, check_batch, kernel_mus
+from reranker.models.berm_o import BermO, BermOConfig, OnnxBermO, export_onnx
+from reranker.text import Vocab, tokenize
+from reranker.training.distill import (
+    DistillConfig,
+    MarginMSELoss,
+    RankNetLoss,
+    ScoreMSELoss,
+    check_group,
+    collate,
+    sample_pairs,
+    score_groups,
+    train_student,
+)
+
+V, D, P, K = 32, 384, 4, 3
+torch.set_num_threads(1)
+
+
+def unit(*shape: int, g: torch.Generator) -> torch.Tensor:
+    return F.normalize(torch.randn(*shape, D, generator=g), dim=-1)
+
+
+def make_batch(n: int = 6, lq: int = 3, li: int = 7, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A contract batch with padded tokens, some padded neighbors and one row with an empty path."""
+    g = torch.Generator().manual_seed(seed)
+    q_tokens = torch.randint(2, V, (n, lq), generator=g)
+    q_tokens[0, -1] = 0
+    i_tokens = torch.randint(1, V, (n, li), generator=g)
+    i_tokens[:, -2:] = 0
+    nb_mask = torch.rand(n, P, K, generator=g) > 0.3
+    nb_mask[:, :, 0] = True
+    nb_mask[1, 3] = False  # row 1 has no I-Q-I neighbors
+    nb_vec = unit(n, P, K, g=g) * nb_mask[..., None]
+    nb_w = torch.rand(n, P, K, generator=g) * nb_mask
+    return {"q_tokens": q_tokens, "i_tokens": i_tokens, "q_vec": unit(n, g=g), "i_vec": unit(n, g=g),
+            "nb_vec": nb_vec, "nb_w": nb_w, "nb_mask": nb_mask, "bm25": torch.rand(n, generator=g)}
+
+
+def berm(**overrides) -> Berm:
+    torch.manual_seed(1)
+    return Berm(BermConfig(vocab_size=V, **overrides)).eval()
+
+
+def berm_o(**overrides) -> BermO:
+    torch.manual_seed(2)
+    return BermO(BermOConfig(vocab_size=V, **overrides)).eval()
+
+
+MODELS = pytest.mark.parametrize("make", [berm, berm_o], ids=["berm", "berm_o"])
+
+
+# ----------------------------------------------------------------------------------------------
+# vocabulary
+
+
+def test_tokenizer_keeps_sizes_and_fractions() -> None:
+    assert tokenize("Makita 1/2 in. Hammer-Drill, 3.5 Amp (Men's)") == [
+        "makita", "1/2", "in", "hammer", "drill", "3.5", "amp", "men's"]
+
+
+def test_vocab_build_encode_and_round_trip(tmp_path) -> None:
+    vocab = Vocab.build(["drill bit", "cordless drill", "drill 1/2 in.", "bit set"], min_count=2, max_size=50)
+    assert vocab.words == ["drill", "bit"]  # most frequent first, singletons dropped
+    assert len(vocab) == 4
+    assert vocab.encode("Cordless DRILL bit", max_len=2) == [1, 2]  # unknown, drill; cut at 2
+    assert vocab.encode("", max_len=5) == []
+    assert len(Vocab.build(["a a b b c c"], min_count=1, max_size=3)) == 3
+    vocab.save(tmp_path / "vocab.json")
+    assert Vocab.load(tmp_path / "vocab.json") == vocab
+
+
+# ----------------------------------------------------------------------------------------------
+# both models: outputs, exact parts, masking, checkpoints
+
+
+@MODELS
+def test_output_shapes_and_parts_add_up(make) -> None:
+    model, batch = make(), make_batch()
+    with torch.no_grad():
+        out = model(batch)
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "score": (6,), "zero_order": (6,), "k_order": (6,), "bm25": (6,), "attention": (6, P, K)}
+    torch.testing.assert_close(out["zero_order"] + out["k_order"] + out["bm25"], out["score"], atol=1e-5, rtol=0)
+    assert torch.isfinite(out["score"]).all()
+
+
+@MODELS
+def test_attention_covers_real_neighbors_only(make) -> None:
+    batch = make_batch()
+    with torch.no_grad():
+        attention = make()(batch)["attention"]
+    assert (attention[~batch["nb_mask"]] == 0).all()
+    sums = attention.sum(-1)  # [N, P]
+    has = batch["nb_mask"].any(-1)
+    torch.testing.assert_close(sums[has], torch.ones(int(has.sum())))
+    assert (sums[~has] == 0).all()
+
+
+@MODELS
+def test_masked_neighbors_do_not_change_the_output(make) -> None:
+    model, batch = make(), make_batch()
+    changed = {**batch, "nb_vec": batch["nb_vec"].clone(), "nb_w": batch["nb_w"].clone()}
+    hidden = ~batch["nb_mask"]
+    changed["nb_vec"][hidden] = torch.randn(int(hidden.sum()), D) * 5
+    changed["nb_w"][hidden] = 0.9
+    with torch.no_grad():
+        a, b = model(batch), model(changed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@MODELS
+def test_rows_with_no_neighbors_give_no_nan(make) -> None:
+    model, batch = make(), make_batch()
+    batch["nb_mask"][:, 1] = False  # nobody has Q-I-Q neighbors
+    batch["nb_mask"][2] = False  # row 2 has no neighbors at all
+    batch["nb_vec"] = batch["nb_vec"] * batch["nb_mask"][..., None]
+    batch["nb_w"] = batch["nb_w"] * batch["nb_mask"]
+    with torch.no_grad():
+        out = model(batch)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert (out["attention"][:, 1] == 0).all() and (out["attention"][2] == 0).all()
+
+
+@MODELS
+def test_without_k_order_the_context_is_ignored(make) -> None:
+    model, batch = make(use_k_order=False), make_batch()
+    other = {**batch, "nb_vec": torch.randn_like(batch["nb_vec"]), "nb_w": torch.rand_like(batch["nb_w"])}
+    with torch.no_grad():
+        a, b = model(batch), model(other)
+    assert (a["k_order"] == 0).all() and (a["attention"] == 0).all()
+    assert torch.equal(a["score"], b["score"])
+    assert torch.equal(a["score"], a["zero_order"] + a["bm25"])
+
+
+@MODELS
+def test_save_load_round_trip(make, tmp_path) -> None:
+    model, batch = make(), make_batch()
+    vocab = Vocab([f"w{i}" for i in range(V - 2)])
+    model.save(tmp_path, extra={"split": "train-v1"}, vocab=vocab)
+    loaded = type(model).load(tmp_path)
+    assert loaded.config == model.config
+    assert Vocab.load(tmp_path / "vocab.json") == vocab
+    with torch.no_grad():
+        a, b = model(batch), loaded(batch)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    manifest = (tmp_path / f"{model.name}_manifest.json").read_text()
+    assert '"split": "train-v1"' in manifest and model.config.model_version in manifest
+
+
+def test_load_rejects_unknown_config_keys(tmp_path) -> None:
+    berm().save(tmp_path)
+    path = tmp_path / "berm_config.json"
+    path.write_text(path.read_text().replace('"paths"', '"paths": 4, "heads"'))
+    with pytest.raises(ValueError) as err:
+        Berm.load(tmp_path)
+    assert str(err.value) == f"{path}: unknown config keys ['heads']"
+
+
+def test_batch_check_names_the_bad_tensor() -> None:
+    batch = make_batch()
+    with pytest.raises(ValueError) as err:
+        check_batch({**batch, "nb_vec": batch["nb_vec"][:, :, :2]}, P, D)
+    assert str(err.value) == "nb_vec must be float32 [N, P, K, D] = [6, 4, 3, 384], got float32 (6, 4, 2, 384)"
+    with pytest.raises(ValueError) as err:
+        berm()({k: v for k, v in batch.items() if k != "bm25"})
+    assert str(err.value) == "batch is missing keys ['bm25']"
+
+
+# ----------------------------------------------------------------------------------------------
+# 0-order: kernels
+
+
+def test_identical_words_hit_the_exact_match_kernel() -> None:
+    assert kernel_mus(11) == pytest.approx([1.0, 0.9, 0.7, 0.5, 0.3, 0.1, -0.1, -0.3, -0.5, -0.7, -0.9])
+    zero = berm().zero_order
+    q = torch.tensor([[5, 6], [7, 8], [1, 0]])
+    i = torch.tensor([[5, 9, 6, 0], [5, 9, 6, 0], [1, 9, 6, 0]])
+    with torch.no_grad():
+        sim, _, _ = zero.interaction(q, i)
+        feats = zero.features(q, i)  # [3, 11]
+    assert sim[0, 0, 0].item() == pytest.approx(1.0) and sim[0, 1, 2].item() == pytest.approx(1.0)
+    assert feats[0, 0].item() == pytest.approx(2 * math.log(2), abs=1e-4)  # both query words matched once
+    assert feats[1, 0].item() < 1e-3  # disjoint words: no exact match
+    assert (feats[2] == 0).all()  # an unknown word matches nothing, not even another unknown word
+
+
+# ----------------------------------------------------------------------------------------------
+# BERM-O: offline contexts and ONNX
+
+
+def online_inputs(model: BermO, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    nv, nw, nm = batch["nb_vec"], batch["nb_w"], batch["nb_mask"]
+    q_ctx = model.precompute_contexts(batch["q_vec"], nv[:, :2], nw[:, :2], nm[:, :2], side="query")
+    i_ctx = model.precompute_contexts(batch["i_vec"], nv[:, 2:], nw[:, 2:], nm[:, 2:], side="item")
+    return (batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"], *q_ctx, *i_ctx, batch["bm25"])
+
+
+def test_berm_o_forward_equals_online_with_precomputed_contexts() -> None:
+    model, batch = berm_o(), make_batch()
+    with torch.no_grad():
+        out = model(batch)
+        inputs = online_inputs(model, batch)
+        score, zero_order, k_order = model.forward_online(*inputs)
+    assert tuple(inputs[4].shape) == (6, 2, D) and tuple(inputs[5].shape) == (6, 2)
+    assert inputs[9][1].tolist() == [1.0, 0.0]  # row 1: I-Q neighbors, no I-Q-I neighbors
+    torch.testing.assert_close(score, out["score"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(zero_order, out["zero_order"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(k_order, out["k_order"], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("use_k_order", [True, False])
+def test_onnx_export_matches_torch(tmp_path, use_k_order: bool) -> None:
+    model = berm_o(use_k_order=use_k_order)
+    onnx_model = OnnxBermO(export_onnx(model, tmp_path / "berm_o.onnx"), intra_op_num_threads=1)
+    for n, lq, li, seed in [(3, 2, 6, 3), (11, 5, 9, 4)]:
+        with torch.no_grad():
+            inputs = online_inputs(model, make_batch(n, lq, li, seed))
+            expected = model.forward_online(*inputs)
+        got = onnx_model.run(*[t.numpy() for t in inputs])
+        for want, have in zip(expected, got):
+            assert have.shape == (n,)
+            np.testing.assert_allclose(have, want.numpy(), atol=1e-4, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# losses
+
+
+def test_losses_reject_mismatched_shapes() -> None:
+    with pytest.raises(ValueError) as err:
+        ScoreMSELoss()(torch.zeros(3), torch.zeros(2))
+    assert str(err.value) == "scores and targets must be 1-d of one length, got (3,), (2,)"
+    with pytest.raises(ValueError) as err:
+        MarginMSELoss()(torch.zeros(3), torch.zeros(3), torch.zeros(3))
+    assert str(err.value) == "pairs must be int64 [M, 2], got float32 (3,)"
+    with pytest.raises(ValueError) as err:
+        MarginMSELoss()(torch.zeros(3), torch.zeros(3), torch.tensor([[0, 3]]))
+    assert str(err.value) == "pairs index out of range for 3 scores"
+    with pytest.raises(ValueError) as err:
+        RankNetLoss()(torch.zeros(3), torch.zeros(3), torch.zeros(2, dtype=torch.int64))
+    assert str(err.value) == "scores, gains and groups must be 1-d of one length, got (3,), (3,), (2,)"
+    group = {**make_batch(), "target": torch.zeros(5)}
+    with pytest.raises(ValueError) as err:
+        check_group(group, 7)
+    assert str(err.value) == "group 7: target must be float32 [6], got float32 (5,)"
+
+
+def test_losses_measure_the_right_things() -> None:
+    targets = torch.tensor([2.0, 0.0, 1.0, 5.0])
+    pairs = torch.tensor([[0, 1], [2, 1], [3, 0]])
+    assert MarginMSELoss()(targets + 7.0, targets, pairs).item() == 0.0  # a shift costs no margin
+    assert MarginMSELoss()(-targets, targets, pairs).item() > 1.0
+    gains = torch.tensor([2.0, 0.0, float("nan"), 1.8])
+    groups = torch.tensor([0, 0, 0, 1])
+    ranknet = RankNetLoss(min_gap=0.5)
+    assert ranknet(torch.tensor([3.0, -3.0, 0.0, 0.0]), gains, groups) < ranknet(
+        torch.tensor([-3.0, 3.0, 0.0, 0.0]), gains, groups)
+    scores = torch.zeros(4, requires_grad=True)
+    none = ranknet(scores, torch.tensor([1.0, 1.2, float("nan"), 0.0]), groups)  # no pair 0.5 apart
+    assert none.item() == 0.0 and none.requires_grad
+    groups = torch.tensor([0, 0, 0, 1, 2, 2])
+    sampled = sample_pairs(groups, per_item=20)
+    assert (groups[sampled[:, 0]] == groups[sampled[:, 1]]).all()
+    assert (sampled[:, 0] != sampled[:, 1]).all() and 3 not in sampled
+
+
+# ----------------------------------------------------------------------------------------------
+# distillation on a synthetic task
+
+
+def synthetic_groups(count: int, seed: int, n: int = 8) -> list[dict[str, torch.Tensor]]:
+    """target = shared query words + 1.5 * mean cos(I-Q neighbor, query) + 0.5 * bm25 - 1.5."""
+    g = torch.Generator().manual_seed(seed)
+    groups = []
+    for _ in range(count):
+        words = torch.randperm(V - 2, generator=g) + 2
+        q_words, others = words[:2], words[2:]
+        q_vec = unit(g=g)
+        shared = torch.randint(0, 3, (n,), generator=g)
+        i_tokens = torch.zeros(n, 6, dtype=torch.int64)
+        for row in range(n):
+            rest = others[torch.randperm(len(others), generator=g)[: 5 - int(shared[row])]]
+            i_tokens[row, :5] = torch.cat([q_words[: int(shared[row])], rest])[torch.randperm(5, generator=g)]
+        nb_mask = torch.rand(n, P, K, generator=g) > 0.2
+        nb_vec = unit(n, P, K, g=g)
+        closeness = torch.rand(n, 1, 1, generator=g)  # how much the item's I-Q neighbors are this query
+        nb_vec[:, 2] = F.normalize(closeness * q_vec + (1 - closeness) * nb_vec[:, 2], dim=-1)
+        nb_vec = nb_vec * nb_mask[..., None]
+        cos_iq = (nb_vec[:, 2] @ q_vec).sum(-1) / nb_mask[:, 2].sum(-1).clamp(min=1)  # [n]
+        bm25 = torch.rand(n, generator=g)
+        groups.append({
+            "q_tokens": q_words[None].repeat(n, 1), "i_tokens": i_tokens,
+            "q_vec": q_vec[None].repeat(n, 1), "i_vec": unit(n, g=g), "nb_vec": nb_vec,
+            "nb_w": torch.rand(n, P, K, generator=g) * nb_mask, "nb_mask": nb_mask, "bm25": bm25,
+            "target": shared.float() + 1.5 * cos_iq + 0.5 * bm25 - 1.5,
+            "gain": torch.where(torch.rand(n, generator=g) < 0.5, shared.float(), torch.tensor(float("nan"))),
+        })
+    return groups
+
+
+def pearson(model: torch.nn.Module, groups: list[dict[str, torch.Tensor]]) -> float:
+    scores = np.concatenate(score_groups(model, groups))
+    return float(np.corrcoef(scores, np.concatenate([g["target"].numpy() for g in groups]))[0, 1])
+
+
+def test_distillation_learns_a_synthetic_relevance() -> None:
+    train, held_out = synthetic_groups(40, seed=10), synthetic_groups(12, seed=11)
+    config = DistillConfig(epochs=12, lr=2e-2, batch_queries=8)
+    student = berm()
+    losses = train_student(student, train, config, progress=False)
+    assert losses[-1] < losses[0] / 2, losses
+    assert pearson(student, held_out) > 0.8
+    ablation = berm(use_k_order=False)  # the I-Q neighbors carry part of the relevance
+    train_student(ablation, train, config, progress=False)
+    assert pearson(ablation, held_out) < pearson(student, held_out) - 0.1
+
+    for group, scores in zip(train, score_groups(student, train)):
+        group["target"] = torch.from_numpy(scores)
+    online = berm_o()
+    train_student(online, train, config, progress=False)
+    assert pearson(online, held_out) > 0.7
+
+
+def test_training_is_seeded() -> None:
+    groups = synthetic_groups(6, seed=5, n=4)
+    config = DistillConfig(epochs=2, batch_queries=4)
+    runs = [train_student(berm_o(), groups, config, progress=False) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_collate_pads_tokens_to_the_longest_in_the_step() -> None:
+    a = {**make_batch(2, lq=2, li=4), "target": torch.zeros(2)}
+    b = {**make_batch(3, lq=5, li=3, seed=1), "target": torch.ones(3), "gain": torch.ones(3)}
+    step = collate([a, b])
+    assert tuple(step.batch["q_tokens"].shape) == (5, 5) and tuple(step.batch["i_tokens"].shape) == (5, 4)
+    assert (step.batch["q_tokens"][:2, 2:] == 0).all()
+    assert step.group.tolist() == [0, 0, 1, 1, 1]
+    assert torch.isnan(step.gain[:2]).all() and (step.gain[2:] == 1).all()
