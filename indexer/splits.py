@@ -75,3 +75,5 @@ def load_split(path: Path) -> QuerySplit:
         raise SplitError(f"{path}: no split yet; run `shopsearch split` first") from None
     except (ValueError, TypeError) as err:
         raise SplitError(f"{path}: not a split file ({err})") from None
+    except OSError as err:
+        raise SplitError(f"{path}: cannot read the split ({err.strerror or err})") from None

@@ -488,8 +488,7 @@ def test_generic_empty_csv(tmp_path):
     assert str(err.value) == f"{folder / 'queries.csv'}: file is empty, expected a header row"
 
 
-# -- known reader bugs (see the report); strict xfail, so a fix makes these fail until unmarked ------
-@pytest.mark.xfail(strict=True, reason="generic._number accepts NaN/inf grades (no math.isfinite check)")
+# -- edge cases of the formats ------------------------------------------------------------------
 def test_generic_rejects_non_finite_grade(tmp_path):
     folder = small_generic(tmp_path / "shop", labels="query_id,product_id,grade\nq1,A1,nan\nq2,A2,inf\n")
     catalog = load_catalog("generic", folder)
@@ -497,7 +496,6 @@ def test_generic_rejects_non_finite_grade(tmp_path):
     assert [b.line for b in catalog.bad_rows] == [2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="tabular._jsonl_rows splits on str.splitlines(), which breaks at U+2028")
 def test_jsonl_with_line_separator_inside_a_string(tmp_path):
     folder = small_generic(tmp_path / "shop")
     (folder / "products.csv").unlink()
@@ -511,7 +509,6 @@ def test_jsonl_with_line_separator_inside_a_string(tmp_path):
     assert sorted(catalog.products) == ["A1", "A2", "A3"]
 
 
-@pytest.mark.xfail(strict=True, reason="tabular.read_text keeps a UTF-8 byte-order mark in the first column name")
 def test_generic_csv_with_utf8_bom(tmp_path):
     folder = small_generic(tmp_path / "shop")
     (folder / "queries.csv").write_text("query_id,query\nq1,hammer\nq2,drill\n", encoding="utf-8-sig")

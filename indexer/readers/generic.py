@@ -7,6 +7,8 @@ reported as malformed rows, never silently dropped.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 from indexer.readers.tabular import find_table, iter_rows
@@ -79,6 +81,9 @@ def _number(raw: str, kind: type, file: Path, line: int, name: str, errors: RowE
         value = kind(raw.strip())
     except ValueError:
         errors.report(file, line, f"{name} {raw!r} is not {'an integer' if kind is int else 'a number'}")
+        return None
+    if not math.isfinite(value):
+        errors.report(file, line, f"{name} {raw!r} is not a finite number")
         return None
     if value < 0:
         errors.report(file, line, f"{name} {value} is negative")

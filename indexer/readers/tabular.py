@@ -21,6 +21,8 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
         raise CatalogError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise CatalogError(f"{path}: is a folder, expected a file") from None
+    if encoding.lower().replace("-", "") == "utf8" and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]  # Excel's "CSV UTF-8" starts with a byte-order mark; it is not part of the header
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as err:
@@ -70,7 +72,9 @@ def iter_rows(
 
 
 def _jsonl_rows(path: Path, text: str, required: tuple[str, ...], errors: RowErrors):
-    for line, raw in enumerate(text.splitlines(), start=1):
+    # split on newlines only: str.splitlines() also breaks at U+2028 etc., which JSON strings may hold
+    for line, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.rstrip("\r")
         if not raw.strip():
             continue
         try:

@@ -124,13 +124,19 @@ class ContextBuilder:
             return self.item_vectors([node])[0]
         return None
 
-    def _fill(self, paths: dict[str, Neighbors], names: tuple[str, ...]):
+    def fill(self, paths: dict[str, Neighbors], names: tuple[str, ...]):
         """Vectors [len(names), K, D], weights and mask for some paths (missing vectors skipped)."""
+        return self.fill_with_ids(paths, names)[:3]
+
+    def fill_with_ids(self, paths: dict[str, Neighbors], names: tuple[str, ...]):
+        """As `fill`, plus the node id in each filled slot (per path), to explain attention."""
         vec = np.zeros((len(names), self.per_path, self.dim), dtype=np.float32)
         weight = np.zeros((len(names), self.per_path), dtype=np.float32)
         mask = np.zeros((len(names), self.per_path), dtype=bool)
+        ids: list[list[str]] = []
         for p, name in enumerate(names):
             slot = 0
+            ids.append([])
             for node, w in paths.get(name, []):
                 if slot >= self.per_path:
                     break
@@ -138,8 +144,9 @@ class ContextBuilder:
                 if found is None:
                     continue
                 vec[p, slot], weight[p, slot], mask[p, slot] = found, w, True
+                ids[-1].append(node)
                 slot += 1
-        return vec, weight, mask
+        return vec, weight, mask, ids
 
     # --- tokens --------------------------------------------------------------------------------
 
@@ -183,11 +190,11 @@ class ContextBuilder:
         nb_vec = np.zeros((n, len(PATHS), k, d), dtype=np.float32)
         nb_w = np.zeros((n, len(PATHS), k), dtype=np.float32)
         nb_mask = np.zeros((n, len(PATHS), k), dtype=bool)
-        q_side = self._fill(self.sampler.query_paths(query_id, q_vec, self.query_store), QUERY_PATHS)
+        q_side = self.fill(self.sampler.query_paths(query_id, q_vec, self.query_store), QUERY_PATHS)
         nb_vec[:, :2], nb_w[:, :2], nb_mask[:, :2] = q_side
         item_paths = self.sampler.item_paths_many(product_ids, i_vec, self.item_store)
         for row, paths in enumerate(item_paths):
-            i_side = self._fill(paths, ITEM_PATHS)
+            i_side = self.fill(paths, ITEM_PATHS)
             nb_vec[row, 2:], nb_w[row, 2:], nb_mask[row, 2:] = i_side
 
         return {

@@ -238,3 +238,44 @@ class OnnxBermO:
         return score, zero_order, k_order
 
     __call__ = run
+
+
+class _ContextGraph(nn.Module):
+    """One side's offline half (`precompute_contexts`) as a module, for the exporter."""
+
+    def __init__(self, model: BermO, side: str) -> None:
+        super().__init__()
+        self.model, self.side = model, side
+
+    def forward(self, node_vec: torch.Tensor, nb_vec: torch.Tensor, nb_w: torch.Tensor,
+                nb_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # the mask travels as float32 so the graph takes only float inputs
+        return self.model._contexts(node_vec, nb_vec, nb_w, nb_mask > 0.5, self.side)
+
+
+CONTEXT_INPUTS = ("node_vec", "nb_vec", "nb_w", "nb_mask")
+CONTEXT_OUTPUTS = ("ctx", "ctx_w", "has", "attention")
+
+
+def export_context_onnx(model: BermO, path: Path, side: str) -> Path:
+    """Write one side's context computation (node vectors + neighbors -> ctx, ctx_w, has, attention).
+
+    Serving runs it for what was not precomputed: an ad-hoc query, an item sent with its text.
+    """
+    if not model.config.use_k_order:
+        raise ValueError("a BERM-O without k-order layers has no context graph")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d, k = model.config.vec_dim, 3
+    g = torch.Generator().manual_seed(0)
+    example = (torch.randn(2, d, generator=g), torch.randn(2, 2, k, d, generator=g), torch.rand(2, 2, k, generator=g),
+               torch.ones(2, 2, k))
+    dynamic = {"node_vec": {0: "m"}, "nb_vec": {0: "m", 2: "k"}, "nb_w": {0: "m", 2: "k"}, "nb_mask": {0: "m", 2: "k"},
+               "ctx": {0: "m"}, "ctx_w": {0: "m"}, "has": {0: "m"}, "attention": {0: "m", 2: "k"}}
+    model.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(_ContextGraph(model, side), example, str(path), dynamo=False, opset_version=17,
+                          input_names=list(CONTEXT_INPUTS), output_names=list(CONTEXT_OUTPUTS), dynamic_axes=dynamic)
+    return path

@@ -67,6 +67,10 @@ class Teacher:
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
         return cls(model, tokenizer, config or TeacherConfig())
 
+    @staticmethod
+    def load_config(folder: Path) -> TeacherConfig:
+        return TeacherConfig(**json.loads((Path(folder) / "teacher_config.json").read_text()))
+
     @classmethod
     def load(cls, folder: Path) -> "Teacher":
         config = TeacherConfig(**json.loads((Path(folder) / "teacher_config.json").read_text()))

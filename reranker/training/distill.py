@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,13 +203,11 @@ def collate(groups: list[dict[str, torch.Tensor]]) -> StepBatch:
 # training and scoring
 
 
-def train_student(model: nn.Module, groups: list[dict[str, torch.Tensor]], config: DistillConfig,
+def train_student(model: nn.Module, groups: Sequence[dict[str, torch.Tensor]], config: DistillConfig,
                   progress: bool = True) -> list[float]:
     """Train `model` (BERM or BERM-O) in place on `groups`; returns the mean loss of each epoch."""
     if not groups:
         raise ValueError("no training groups")
-    for index, group in enumerate(groups):
-        check_group(group, index)
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -224,7 +223,11 @@ def train_student(model: nn.Module, groups: list[dict[str, torch.Tensor]], confi
         total = 0.0
         for step in tqdm(steps, desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress,
                          leave=False):
-            sb = collate([groups[i] for i in step])
+            # groups may be built lazily (a Sequence), so each is checked when first used
+            built = [groups[i] for i in step]
+            for i, group in zip(step, built):
+                check_group(group, i)
+            sb = collate(built)
             loss = loss_fn(model(sb.batch)["score"], sb.target, sb.gain, sb.group)
             optimizer.zero_grad()
             loss.backward()
@@ -239,13 +242,13 @@ def train_student(model: nn.Module, groups: list[dict[str, torch.Tensor]], confi
 
 
 @torch.inference_mode()
-def score_groups(model: nn.Module, groups: list[dict[str, torch.Tensor]], batch_queries: int = 64
+def score_groups(model: nn.Module, groups: Sequence[dict[str, torch.Tensor]], batch_queries: int = 64
                  ) -> list[np.ndarray]:
     """The model's scores for each group's candidates (eval mode, batched), e.g. BERM-O's targets."""
     model.eval()
     out: list[np.ndarray] = []
     for start in range(0, len(groups), batch_queries):
-        chunk = groups[start : start + batch_queries]
+        chunk = [groups[i] for i in range(start, min(start + batch_queries, len(groups)))]
         sb = collate([{**g, "target": torch.zeros(g["q_tokens"].shape[0])} for g in chunk])
         scores = model(sb.batch)["score"].numpy()
         sizes = [g["q_tokens"].shape[0] for g in chunk]

@@ -18,14 +18,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from elasticsearch import Elasticsearch
 
 from evaluation import metrics
 from evaluation.retrieval import bm25_top
+from indexer.embeddings import embed, load_bi_encoder
+from indexer.faiss_store import VectorStore
+from indexer.graph import ClickGraph
 from indexer.records import Catalog
 from indexer.splits import QuerySplit
 from reranker.models.teacher import Teacher, minmax
 from reranker.training.labeling import LabeledPairs, label_candidates
+from reranker.graph.context import ContextBuilder
+from reranker.graph.neighbors import NeighborSampler
+from reranker.models.berm import Berm, BermConfig
+from reranker.models.berm_o import BermO, BermOConfig
+from reranker.serving.online import Candidate, OnlineReranker, build_artifact
+from reranker.text import Vocab
+from reranker.training.distill import DistillConfig, train_student
+from reranker.training.student_data import StudentGroups, fold_of, graph_edges, mixed_targets
 from reranker.training.teacher_train import TeacherTrainConfig, build_groups, train_teacher
 
 log = logging.getLogger(__name__)
@@ -41,17 +53,29 @@ class Profile:
     label_k: int = 50  # BM25 top-K of each train query scored by the teacher
     bm25_depth: int = 100
     mix_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    student_epochs: int = 4
+    student_epochs: int = 6
+    confident_edge: float = 0.8  # teacher sigmoid above which a BM25 candidate joins the graph
+    per_path: int = 5  # sampled neighbors per metapath
+    all_products: bool = True  # embed the whole catalog (else only products some query retrieves)
     seed: int = 13
 
+
+STUDENT_SETTINGS = ("student_epochs", "confident_edge", "per_path", "all_products")
 
 PROFILES: dict[str, Profile] = {
     # Minutes on 2 cores: the demo and CI.
     "quick": Profile("quick", TeacherTrainConfig(max_queries=300, checkpoint_every=50),
-                     train_queries=300, dev_queries=100, test_queries=200, student_epochs=3),
+                     train_queries=300, dev_queries=100, test_queries=200, student_epochs=10,
+                     all_products=False),
     # The headline numbers: every train query, the whole test split (an hour or more on 2 cores).
     "full": Profile("full", TeacherTrainConfig(), train_queries=None, dev_queries=400, test_queries=None),
 }
+
+
+def model_manifest(folder: Path) -> dict:
+    """The manifest a model saved in `folder` (the teacher's, BERM's or BERM-O's)."""
+    found = sorted(Path(folder).glob("*manifest.json"))
+    return json.loads(found[0].read_text()) if found else {}
 
 
 def _sample(ids: list[str], n: int | None, seed: int) -> list[str]:
@@ -175,18 +199,190 @@ class Pipeline:
             candidates[q] = items
         label_candidates(teacher, self.texts, candidates, self.titles).save(self.root / "train_labels.npz")
 
+    # -- students ------------------------------------------------------------------------------------
+    def _grades(self, queries: list[str]) -> dict[str, dict[str, float]]:
+        graded = self.catalog.judgments_by_query()
+        return {q: graded[q] for q in queries if q in graded}
+
+    def graph(self) -> None:
+        """The click graph from teacher-scored train impressions (whole, and one per fold) and the vocabulary."""
+        labels = LabeledPairs.load(self.root / "train_labels.npz")
+        judged = {q: set(items) for q, items in self._grades(self.train_q).items()}
+        confident = self.profile.confident_edge
+        ClickGraph.from_edges(graph_edges(labels, judged, confident)).save(self.root / "graph.json")
+        for fold in (0, 1):
+            others = {q for q in self.train_q if fold_of(q) != fold}
+            ClickGraph.from_edges(graph_edges(labels, judged, confident, others)).save(self.root / f"graph_fold{fold}.json")
+        Vocab.build([*self.titles.values(), *(self.texts[q] for q in self.train_q)]).save(self.root / "vocab.json")
+
+    def faiss(self) -> None:
+        """Bi-encoder vectors of the products and of the logged (train) queries, as FAISS stores."""
+        if self.profile.all_products:
+            products = sorted(self.catalog.products)
+        else:  # every product some query of the profile retrieves or has judged
+            top = self.bm25_top()
+            wanted = {p for q in top for p in top[q]} | {p for g in self._grades(self.dev_q + self.test_q).values() for p in g}
+            wanted |= set(LabeledPairs.load(self.root / "train_labels.npz").product_ids.tolist())
+            products = sorted(wanted)
+        encoder = load_bi_encoder()
+        VectorStore.build(products, embed(encoder, [self.titles[p] for p in products])).save(self.root, "item_store")
+        VectorStore.build(self.train_q, embed(encoder, [self.texts[q] for q in self.train_q])).save(self.root, "query_store")
+
+    def _context(self, graph_file: str, encoder=None) -> ContextBuilder:
+        sampler = NeighborSampler(ClickGraph.load(self.root / graph_file), per_path=self.profile.per_path,
+                                  seed=self.profile.seed)
+        return ContextBuilder(sampler, Vocab.load(self.root / "vocab.json"), self._stores[0], self._stores[1],
+                              self.catalog.products, encoder, per_path=self.profile.per_path)
+
+    @property
+    def _stores(self) -> tuple[VectorStore, VectorStore]:
+        if not hasattr(self, "_loaded_stores"):
+            self._loaded_stores = (VectorStore.load(self.root, "query_store"), VectorStore.load(self.root, "item_store"))
+        return self._loaded_stores
+
+    def _train_groups(self, target_of=None) -> StudentGroups:
+        labels = LabeledPairs.load(self.root / "train_labels.npz").by_query()
+        mix = Teacher.load_config(self.root / "teacher").bm25_mix
+        folds = [self._context(f"graph_fold{fold}.json") for fold in (0, 1)]
+        bm25 = {q: {p: b for p, (b, _) in items.items()} for q, items in labels.items()}
+        return StudentGroups(self.train_q, self.texts, bm25, mixed_targets(labels, mix), self._grades(self.train_q),
+                             lambda q: folds[fold_of(q)], target_of)
+
+    def _dev_agreement(self, scorer) -> float:
+        """Mean per-query Spearman correlation with the deployed teacher on dev's BM25 top-N (held out)."""
+        from scipy.stats import spearmanr
+
+        dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
+        targets = mixed_targets(dev, Teacher.load_config(self.root / "teacher").bm25_mix)
+        rhos = []
+        for q, items in dev.items():
+            ids = list(items)
+            scores = scorer(self.texts[q], ids, [items[p][0] for p in ids])
+            rho = spearmanr(scores, [targets[q][p] for p in ids]).statistic
+            if np.isfinite(rho):
+                rhos.append(rho)
+        return float(np.mean(rhos)) if rhos else float("nan")
+
+    def student(self, name: str, use_k_order: bool) -> None:
+        """BERM (or its no-k-order ablation) distilled from the deployed teacher's scores plus the grades."""
+        vocab = Vocab.load(self.root / "vocab.json")
+        model = Berm(BermConfig(vocab_size=len(vocab), use_k_order=use_k_order))
+        config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed)
+        torch.manual_seed(config.seed)
+        history = train_student(model, self._train_groups(), config)
+        builder = self._context("graph.json", load_bi_encoder())
+
+        def scorer(text, ids, bm25):
+            with torch.inference_mode():
+                return model(builder.build(text, None, ids, bm25))["score"].numpy()
+
+        agreement = self._dev_agreement(scorer)
+        log.info("%s: dev Spearman with the teacher %.3f", name, agreement)
+        model.save(self.root / name, {**self.manifest, "distill_config": asdict(config), "loss_history": history,
+                                      "dev_spearman_with_teacher": agreement}, vocab)
+
+    def berm_o(self) -> None:
+        """BERM-O distilled from BERM's scores, then the serving artifact (ONNX + precomputed contexts)."""
+        vocab = Vocab.load(self.root / "vocab.json")
+        teacher_model = Berm.load(self.root / "berm")
+
+        def berm_scores(group):
+            with torch.inference_mode():
+                return teacher_model(group)["score"]
+
+        model = BermO(BermOConfig(vocab_size=len(vocab)))
+        config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed, hard_label_weight=0.0)
+        torch.manual_seed(config.seed)
+        history = train_student(model, self._train_groups(berm_scores), config)
+        builder = self._context("graph.json", load_bi_encoder())
+
+        def scorer(text, ids, bm25):
+            with torch.inference_mode():
+                return model(builder.build(text, None, ids, bm25))["score"].numpy()
+
+        agreement = self._dev_agreement(scorer)
+        extra = {**self.manifest, "distill_config": asdict(config), "loss_history": history,
+                 "dev_spearman_with_teacher": agreement}
+        model.save(self.root / "berm_o", extra, vocab)
+        query_store, item_store = self._stores
+        build_artifact(self.root / "serving", model, vocab, builder.sampler.graph, query_store, item_store, self.titles,
+                       query_texts={q: self.texts[q] for q in self.train_q}, per_path=self.profile.per_path,
+                       seed=self.profile.seed, extra=extra)
+        # The ONNX path against the torch path on held-out queries: same inputs, same scores.
+        online = OnlineReranker.load(self.root / "serving")
+        dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
+        gap = 0.0
+        for q in list(dev)[:20]:
+            ids = list(dev[q])
+            bm25 = [dev[q][p][0] for p in ids]
+            out = online.rerank(self.texts[q], [Candidate(p, b, i + 1, self.titles[p]) for i, (p, b) in enumerate(zip(ids, bm25))])
+            gap = max(gap, float(np.abs(np.array([s.score for s in out.scored]) - scorer(self.texts[q], ids, bm25)).max()))
+        manifest = json.loads((self.root / "serving" / "manifest.json").read_text())
+        manifest["onnx_vs_torch_max_abs_diff"] = gap
+        (self.root / "serving" / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        log.info("BERM-O: dev Spearman with the teacher %.3f; ONNX vs torch max |diff| %.2e", agreement, gap)
+
+    def evaluate(self) -> None:
+        """Every model on the test queries, both settings, one table, significance, timings, JSON."""
+        from evaluation.model_rankers import BiEncoderRanker, OnlineRanker, StudentRanker
+        from evaluation.rankers import BM25Ranker
+        from evaluation.report import print_significance, print_table, write_json
+        from evaluation.runner import evaluate_rankers
+        from evaluation.significance import paired_tests
+
+        encoder = load_bi_encoder()
+        builder = self._context("graph.json", encoder)
+        teacher = Teacher.load(self.root / "teacher")
+        teacher.name = f"teacher cross-encoder (BM25 mix {teacher.config.bm25_mix})"
+        rankers = [
+            BM25Ranker(),
+            BiEncoderRanker(encoder, self._stores[1]),
+            teacher,
+            StudentRanker("BERM", Berm.load(self.root / "berm"), builder),
+            StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder),
+            OnlineRanker(OnlineReranker.load(self.root / "serving")),
+        ]
+        result = evaluate_rankers(self.es, self.alias, self.catalog, self.test_q, rankers, side="test",
+                                  split_id=self.split.split_id, depth=self.profile.bm25_depth)
+        tests = paired_tests(result, [BM25Ranker.name, teacher.name])
+        print_table(result)
+        print_significance(tests)
+        teacher_ms = next(r.ms_per_100 for r in result.rows if r.name == teacher.name)
+        speed = {r.name: {"ms_per_100": r.ms_per_100, "teacher_ms_over_model_ms": teacher_ms / r.ms_per_100}
+                 for r in result.rows}
+        print("scoring time per 100 candidates (end to end, same run): " + "; ".join(
+            f"{name} {v['ms_per_100']:.2f} ms ({v['teacher_ms_over_model_ms']:.0f}x faster than the teacher)"
+            for name, v in speed.items()))
+        stages = self._stages()
+        extra = {**self.manifest, "significance_p_values": tests, "speed": speed,
+                 "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
+                 "dev_spearman_with_teacher": {name: model_manifest(self.root / name).get("dev_spearman_with_teacher")
+                                               for name in ("berm", "berm_no_k_order", "berm_o")}}
+        write_json(result, self.root / "eval.json", extra)
+        log.info("wrote %s", self.root / "eval.json")
+
     def run(self, until: str | None = None) -> None:
         plan = [
             ("bm25", self.bm25),
             ("teacher", self.teacher),
             ("teacher_mix", self.teacher_mix),
             ("labels", self.labels),
+            ("graph", self.graph),
+            ("faiss", self.faiss),
+            ("berm", lambda: self.student("berm", use_k_order=True)),
+            ("berm_no_k_order", lambda: self.student("berm_no_k_order", use_k_order=False)),
+            ("berm_o", self.berm_o),
+            ("evaluate", self.evaluate),
         ]
         if until is not None and until not in dict(plan):
             raise ValueError(f"unknown stage {until!r}; stages: {', '.join(name for name, _ in plan)}")
         # A stage's digest chains the one before it: redoing a stage redoes everything after it.
-        digest = _digest(asdict(self.profile), self.manifest)
+        settings = asdict(self.profile)
+        student_settings = {key: settings.pop(key) for key in STUDENT_SETTINGS}
+        digest = _digest(settings, self.manifest)
         for name, fn in plan:
+            if name == "graph":  # the student settings only reach the stages from the graph on
+                digest = _digest(digest, student_settings)
             digest = _digest(digest, name)
             log.info("stage %s", name)
             self.run_stage(name, digest, fn)

@@ -1,0 +1,56 @@
+"""The models of `reranker/` behind the evaluation's Ranker interface (query, candidates, BM25 -> scores)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from indexer.embeddings import embed
+from indexer.faiss_store import VectorStore
+from indexer.records import Product
+from reranker.graph.context import ContextBuilder
+from reranker.serving.online import Candidate, OnlineReranker
+
+
+class BiEncoderRanker:
+    """Zero-shot reference: cosine between the query's and the title's bi-encoder vectors."""
+
+    name = "bi-encoder cosine (zero-shot)"
+
+    def __init__(self, encoder, item_store: VectorStore) -> None:
+        self.encoder, self.item_store = encoder, item_store
+
+    def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
+        q = embed(self.encoder, [query], progress=False)[0]
+        known = [c for c in candidates if self.item_store.has(c.product_id)]
+        vectors = {c.product_id: self.item_store.vector(c.product_id) for c in known}
+        missing = [c for c in candidates if c.product_id not in vectors]
+        if missing:
+            vectors.update(zip([c.product_id for c in missing],
+                               embed(self.encoder, [c.title for c in missing], progress=False)))
+        return [float(vectors[c.product_id] @ q) for c in candidates]
+
+
+class StudentRanker:
+    """BERM (or its ablation) through the torch path: contexts built per request."""
+
+    def __init__(self, name: str, model: torch.nn.Module, builder: ContextBuilder) -> None:
+        self.name, self.model, self.builder = name, model.eval(), builder
+
+    @torch.inference_mode()
+    def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
+        batch = self.builder.build(query, None, [c.product_id for c in candidates], bm25)
+        return self.model(batch)["score"].tolist()
+
+
+class OnlineRanker:
+    """BERM-O as served: the ONNX artifact, precomputed item contexts, cached query state."""
+
+    def __init__(self, model: OnlineReranker, name: str = "BERM-O (ONNX)") -> None:
+        self.name, self.model = name, model
+
+    def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
+        out = self.model.rerank(query, [Candidate(c.product_id, b, rank, c.title)
+                                        for rank, (c, b) in enumerate(zip(candidates, bm25), start=1)])
+        by_id = {s.product_id: s.score for s in out.scored}
+        return [by_id.get(c.product_id, -np.inf) for c in candidates]

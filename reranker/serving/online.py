@@ -1,0 +1,411 @@
+"""BERM-O at serving time: one artifact folder, loaded once, that reranks one query's candidates.
+
+The artifact is everything the online model needs, so serving is lookups plus small ONNX graphs:
+
+    manifest.json           format, artifact id, model version, split id, data fingerprint, sizes
+    pair.onnx               the online half: tokens, vectors, contexts, BM25 -> score and its parts
+    query_ctx.onnx          the query-side context (run once per new query; cached)
+    item_ctx.onnx           the item-side context (for items sent with text that were not precomputed)
+    items.npz               per known item: title token ids, precomputed context, edge weight, flags
+    item_neighbors.json     per known item: its most-attended neighbors (for explain)
+    graph.json, query_store.*, item_store.*, vocab.json, berm_o.pt (the torch weights, for tests)
+
+Choices:
+- The query's bi-encoder vector and context are cached per query text (LRU): head queries repeat,
+  and the bi-encoder is the one costly step of a request.
+- BM25 scores are min-max scaled over the request's scored candidates, as in training.
+- A candidate the artifact does not know is embedded from its text on the spot; without text it
+  cannot be scored and is reported as unscored (the caller keeps it in BM25 order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from indexer.embeddings import embed, load_bi_encoder
+from indexer.faiss_store import StoreError, VectorStore
+from indexer.graph import ClickGraph
+from reranker.graph.context import ContextBuilder, minmax
+from reranker.graph.neighbors import ITEM_PATHS, QUERY_PATHS, NeighborSampler
+from reranker.models.berm_o import BermO, OnnxBermO, export_context_onnx, export_onnx
+from reranker.text import Vocab
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FORMAT = "shopsearch-berm-o/1"
+EXPLAIN_PER_PATH = 3
+REQUIRED = ("manifest.json", "pair.onnx", "items.npz", "item_neighbors.json", "graph.json", "vocab.json",
+            "query_store.faiss", "query_store_ids.json", "item_store.faiss", "item_store_ids.json")
+
+
+class ArtifactError(Exception):
+    """A missing or corrupt artifact; the message is one line."""
+
+
+@dataclass
+class Candidate:
+    product_id: str
+    bm25: float
+    bm25_rank: int  # 1-based
+    text: str | None = None  # the title, for items the artifact does not know
+
+
+@dataclass
+class Neighbor:
+    path: str  # "Q-I", "Q-I-Q", "I-Q", "I-Q-I"
+    node_id: str
+    attention: float
+
+
+@dataclass
+class Scored:
+    product_id: str
+    score: float
+    zero_order: float
+    k_order: float
+    bm25_part: float  # score == zero_order + k_order + bm25_part
+    neighbors: list[Neighbor] = field(default_factory=list)  # only with explain
+
+
+@dataclass
+class RerankOutput:
+    scored: list[Scored]  # in input order
+    unscored: list[str]  # unknown ids sent without text
+    timings_ms: dict[str, float]
+
+
+# ----------------------------------------------------------------------------------------------
+# building the artifact
+
+
+def _top_neighbors(paths: tuple[str, ...], ids: list[list[str]], attention: np.ndarray) -> list[list]:
+    out = []
+    for p, name in enumerate(paths):
+        ranked = sorted(zip(ids[p], attention[p, : len(ids[p])].tolist()), key=lambda pair: -pair[1])
+        out.extend([name, node, round(float(a), 4)] for node, a in ranked[:EXPLAIN_PER_PATH])
+    return out
+
+
+@torch.inference_mode()
+def build_artifact(
+    folder: Path,
+    model: BermO,
+    vocab: Vocab,
+    graph: ClickGraph,
+    query_store: VectorStore,
+    item_store: VectorStore,
+    titles: dict[str, str],
+    *,
+    query_texts: dict[str, str] | None = None,
+    per_path: int = 5,
+    max_query_tokens: int = 12,
+    max_title_tokens: int = 32,
+    seed: int = 13,
+    extra: dict | None = None,
+    chunk: int = 2048,
+    progress: bool = True,
+) -> Path:
+    """Write a serving artifact for `model` into `folder` (built aside, then swapped in whole)."""
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.eval()
+    model.save(tmp, extra, vocab)
+    export_onnx(model, tmp / "pair.onnx")
+    if model.config.use_k_order:
+        export_context_onnx(model, tmp / "query_ctx.onnx", "query")
+        export_context_onnx(model, tmp / "item_ctx.onnx", "item")
+    graph.save(tmp / "graph.json")
+    query_store.save(tmp, "query_store")
+    item_store.save(tmp, "item_store")
+
+    sampler = NeighborSampler(graph, per_path=per_path, seed=seed)
+    builder = ContextBuilder(sampler, vocab, query_store, item_store, {}, None, per_path=per_path)
+    ids = [pid for pid in item_store.ids if pid in titles]
+    d = item_store.dim
+    tokens = np.zeros((len(ids), max_title_tokens), dtype=np.int32)
+    ctx = np.zeros((len(ids), 2, d), dtype=np.float16)
+    ctx_w = np.zeros((len(ids), 2), dtype=np.float32)
+    has = np.zeros((len(ids), 2), dtype=np.float32)
+    neighbors: dict[str, list] = {}
+    for start in tqdm(range(0, len(ids), chunk), desc="item contexts", unit="chunk", disable=not progress):
+        part = ids[start : start + chunk]
+        vecs = item_store.vectors_of(part)
+        filled = [builder.fill_with_ids(paths, ITEM_PATHS)
+                  for paths in sampler.item_paths_many(part, vecs, item_store)]
+        nb_vec = torch.from_numpy(np.stack([f[0] for f in filled]))
+        nb_w = torch.from_numpy(np.stack([f[1] for f in filled]))
+        nb_mask = torch.from_numpy(np.stack([f[2] for f in filled]))
+        c, w, h, attention = model._contexts(torch.from_numpy(vecs), nb_vec, nb_w, nb_mask, "item")
+        ctx[start : start + len(part)] = c.numpy().astype(np.float16)
+        ctx_w[start : start + len(part)] = w.numpy()
+        has[start : start + len(part)] = h.numpy()
+        for row, pid in enumerate(part):
+            encoded = vocab.encode(titles[pid], max_title_tokens)
+            tokens[start + row, : len(encoded)] = encoded
+            neighbors[pid] = _top_neighbors(ITEM_PATHS, filled[row][3], attention[row].numpy())
+        sampler.clear_cache()  # the cache would hold every item's sample; each item is visited once
+    np.savez(tmp / "items.npz", ids=np.array(ids), tokens=tokens, ctx=ctx, ctx_w=ctx_w, has=has)
+    (tmp / "item_neighbors.json").write_text(json.dumps(neighbors))
+    texts = query_texts or {q: q for q in graph.queries}
+    (tmp / "query_ids.json").write_text(json.dumps({text: q for q, text in texts.items() if graph.has_query(q)}))
+    manifest = {
+        "format": ARTIFACT_FORMAT,
+        "model": "BERM-O",
+        "model_version": model.config.model_version,
+        "use_k_order": model.config.use_k_order,
+        "per_path": per_path, "seed": seed,
+        "max_query_tokens": max_query_tokens, "max_title_tokens": max_title_tokens,
+        "items": len(ids), "graph_queries": len(graph.queries), "graph_edges": graph.num_edges,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra or {}),
+    }
+    digest = hashlib.sha256((tmp / "pair.onnx").read_bytes() + (tmp / "items.npz").read_bytes()).hexdigest()[:12]
+    manifest["artifact_id"] = digest
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+    log.info("serving artifact %s: %d items, model %s", folder, len(ids), manifest["model_version"])
+    return folder
+
+
+def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str] | None = None, seed: int = 0) -> Path:
+    """A small but real artifact in seconds, for tests and benches: untrained BERM-O weights, real
+    bi-encoder vectors, FAISS stores and a click graph that joins each query to the titles sharing
+    its words (weight = share of the query's words found)."""
+    from reranker.models.berm_o import BermOConfig
+    from reranker.text import tokenize
+
+    if not titles:
+        raise ValueError("a tiny artifact needs at least one product title")
+    ids = list(titles)
+    if queries is None:  # pseudo-queries: the first two words of some titles
+        queries = sorted({" ".join(tokenize(titles[pid])[:2]) for pid in ids[:: max(1, len(ids) // 50)]} - {""})
+    words = {pid: set(tokenize(titles[pid])) for pid in ids}
+    edges = []
+    for q in queries:
+        q_words = set(tokenize(q))
+        for pid in ids:
+            share = len(q_words & words[pid]) / max(1, len(q_words))
+            if share > 0:
+                edges.append((q, pid, round(share, 4)))
+    graph = ClickGraph.from_edges(edges)
+    encoder = load_bi_encoder()
+    item_store = VectorStore.build(ids, embed(encoder, [titles[pid] for pid in ids], progress=False))
+    query_store = VectorStore.build(queries, embed(encoder, queries, progress=False))
+    vocab = Vocab.build([*titles.values(), *queries], min_count=1)
+    torch.manual_seed(seed)
+    model = BermO(BermOConfig(vocab_size=len(vocab)))
+    return build_artifact(folder, model, vocab, graph, query_store, item_store, titles, seed=seed,
+                          extra={"tiny": True}, progress=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# serving
+
+
+class _OnnxContext:
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, node_vec: np.ndarray, nb_vec: np.ndarray, nb_w: np.ndarray, nb_mask: np.ndarray):
+        feed = {"node_vec": node_vec.astype(np.float32), "nb_vec": nb_vec.astype(np.float32),
+                "nb_w": nb_w.astype(np.float32), "nb_mask": nb_mask.astype(np.float32)}
+        return self.session.run(["ctx", "ctx_w", "has", "attention"], feed)
+
+
+@dataclass
+class _QueryState:
+    vec: np.ndarray  # [D]
+    tokens: np.ndarray  # [Lq]
+    ctx: np.ndarray  # [2, D]
+    ctx_w: np.ndarray  # [2]
+    has: np.ndarray  # [2]
+    neighbors: list  # [path, node, attention] rows
+
+
+class OnlineReranker:
+    name = "BERM-O"
+
+    def __init__(self, folder: Path, query_cache_size: int = 10_000) -> None:
+        self.folder = Path(folder)
+        self.manifest = self._read_manifest()
+        m = self.manifest
+        try:
+            self.pair = OnnxBermO(self.folder / "pair.onnx")
+            self.use_k_order = bool(m["use_k_order"])
+            self.query_ctx = _OnnxContext(self.folder / "query_ctx.onnx") if self.use_k_order else None
+            self.item_ctx = _OnnxContext(self.folder / "item_ctx.onnx") if self.use_k_order else None
+            self.vocab = Vocab.load(self.folder / "vocab.json")
+            self.graph = ClickGraph.load(self.folder / "graph.json")
+            self.query_store = VectorStore.load(self.folder, "query_store")
+            self.item_store = VectorStore.load(self.folder, "item_store")
+            items = np.load(self.folder / "items.npz")
+            self.item_row = {str(pid): row for row, pid in enumerate(items["ids"].tolist())}
+            self.item_tokens = items["tokens"].astype(np.int64)
+            self.item_ctx_table = items["ctx"].astype(np.float32)
+            self.item_ctx_w, self.item_has = items["ctx_w"], items["has"]
+            self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())
+            self.query_ids = json.loads((self.folder / "query_ids.json").read_text())
+        except ArtifactError:
+            raise
+        except (OSError, ValueError, KeyError, StoreError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ArtifactError(f"{self.folder}: corrupt artifact ({first})") from None
+        except Exception as err:  # onnxruntime raises its own exception types for a bad graph
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ArtifactError(f"{self.folder}: corrupt artifact ({type(err).__name__}: {first})") from None
+        self.per_path = int(m["per_path"])
+        self.max_query_tokens, self.max_title_tokens = int(m["max_query_tokens"]), int(m["max_title_tokens"])
+        self.version = f"{m['model_version']}+{m['artifact_id']}"
+        self.sampler = NeighborSampler(self.graph, per_path=self.per_path, seed=int(m["seed"]))
+        self.encoder = load_bi_encoder()
+        self.builder = ContextBuilder(self.sampler, self.vocab, self.query_store, self.item_store, {}, self.encoder,
+                                      per_path=self.per_path)
+        self._queries: OrderedDict[str, _QueryState] = OrderedDict()
+        self.query_cache_size = query_cache_size
+
+    def _read_manifest(self) -> dict:
+        if not self.folder.is_dir():
+            raise ArtifactError(f"{self.folder}: no model artifact there (run `shopsearch pipeline` first)")
+        missing = [name for name in REQUIRED if not (self.folder / name).is_file()]
+        if missing:
+            raise ArtifactError(f"{self.folder}: incomplete artifact, missing {', '.join(missing)}")
+        try:
+            manifest = json.loads((self.folder / "manifest.json").read_text())
+        except ValueError as err:
+            raise ArtifactError(f"{self.folder}/manifest.json: not JSON ({err})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactError(f"{self.folder}: not a {ARTIFACT_FORMAT} artifact")
+        return manifest
+
+    @classmethod
+    def load(cls, folder: Path) -> "OnlineReranker":
+        return cls(folder)
+
+    def warm_up(self) -> None:
+        ids = list(self.item_row)[:100]
+        self.rerank("warm up", [Candidate(pid, float(100 - i), i + 1) for i, pid in enumerate(ids)], explain=True)
+        self._queries.pop("warm up", None)
+
+    def knows(self, product_id: str) -> bool:
+        return product_id in self.item_row
+
+    # -- parts ------------------------------------------------------------------------------------
+
+    def _query(self, text: str) -> _QueryState:
+        state = self._queries.get(text)
+        if state is not None:
+            self._queries.move_to_end(text)
+            return state
+        query_id = self.query_ids.get(text)
+        vec = self.builder.query_vector(text, query_id).astype(np.float32)
+        self.builder._text_vectors.pop(text, None)  # this class keeps its own bounded cache
+        tokens = np.asarray(self.vocab.encode(text, self.max_query_tokens) or [0], dtype=np.int64)
+        d = vec.shape[0]
+        ctx, ctx_w, has, neighbors = np.zeros((2, d), np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32), []
+        if self.query_ctx is not None:
+            paths = self.sampler.query_paths(query_id, vec, self.query_store)
+            nb_vec, nb_w, nb_mask, ids = self.builder.fill_with_ids(paths, QUERY_PATHS)
+            c, w, h, attention = self.query_ctx(vec[None], nb_vec[None], nb_w[None], nb_mask[None])
+            ctx, ctx_w, has = c[0], w[0], h[0]
+            neighbors = _top_neighbors(QUERY_PATHS, ids, attention[0])
+        if query_id is None:
+            self.sampler._query_cache.clear()  # ad-hoc queries would grow the sampler's cache forever
+        state = _QueryState(vec, tokens, ctx, ctx_w, has, neighbors)
+        self._queries[text] = state
+        if len(self._queries) > self.query_cache_size:
+            self._queries.popitem(last=False)
+        return state
+
+    def _new_items(self, ids: list[str], texts: list[str]):
+        """Tokens, vectors and contexts for items the artifact does not know, from their text."""
+        vecs = embed(self.encoder, texts, progress=False)
+        tokens = [self.vocab.encode(t, self.max_title_tokens) for t in texts]
+        n, d = len(ids), vecs.shape[1]
+        ctx, ctx_w, has, neighbors = np.zeros((n, 2, d), np.float32), np.zeros((n, 2), np.float32), \
+            np.zeros((n, 2), np.float32), [[] for _ in ids]
+        if self.item_ctx is not None:
+            filled = [self.builder.fill_with_ids(paths, ITEM_PATHS)
+                      for paths in self.sampler.item_paths_many(ids, vecs, self.item_store)]
+            for pid in ids:
+                self.sampler._item_cache.pop(pid, None)
+            ctx, ctx_w, has, attention = self.item_ctx(vecs, *(np.stack([f[i] for f in filled]) for i in range(3)))
+            neighbors = [_top_neighbors(ITEM_PATHS, f[3], a) for f, a in zip(filled, attention)]
+        return tokens, vecs, ctx, ctx_w, has, neighbors
+
+    # -- the request ------------------------------------------------------------------------------
+
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> RerankOutput:
+        began = time.perf_counter()
+        q = self._query(query)
+        after_query = time.perf_counter()
+
+        known = [c for c in candidates if c.product_id in self.item_row]
+        fresh = [c for c in candidates if c.product_id not in self.item_row and c.text]
+        unscored = [c.product_id for c in candidates if c.product_id not in self.item_row and not c.text]
+        order = known + fresh
+        n = len(order)
+        if n == 0:
+            return RerankOutput([], unscored, {"query": 1000 * (after_query - began), "items": 0.0, "model": 0.0})
+        rows = np.fromiter((self.item_row[c.product_id] for c in known), dtype=np.int64, count=len(known))
+        tokens = [self.item_tokens[r] for r in rows]
+        i_vec = [self.item_store.vectors[self.item_store._rows[c.product_id]] for c in known]
+        ctx, ctx_w, has = self.item_ctx_table[rows], self.item_ctx_w[rows], self.item_has[rows]
+        neighbors = [self.item_neighbors.get(c.product_id, []) for c in known] if explain else []
+        if fresh:
+            f_tokens, f_vec, f_ctx, f_w, f_has, f_nb = self._new_items([c.product_id for c in fresh],
+                                                                        [c.text for c in fresh])
+            tokens += [np.asarray(t, dtype=np.int64) for t in f_tokens]
+            i_vec += list(f_vec)
+            ctx, ctx_w, has = np.concatenate([ctx, f_ctx]), np.concatenate([ctx_w, f_w]), np.concatenate([has, f_has])
+            neighbors += f_nb
+        width = max(1, max(int(np.count_nonzero(t)) for t in tokens))
+        i_tokens = np.zeros((n, width), dtype=np.int64)
+        for row, t in enumerate(tokens):
+            t = t[t != 0][:width]
+            i_tokens[row, : len(t)] = t
+        bm25 = minmax(np.array([c.bm25 for c in order], dtype=np.float64)).astype(np.float32)
+        after_items = time.perf_counter()
+
+        score, zero, k_order = self.pair(
+            np.tile(q.tokens, (n, 1)), i_tokens, np.tile(q.vec, (n, 1)), np.stack(i_vec),
+            np.broadcast_to(q.ctx, (n, *q.ctx.shape)), np.tile(q.ctx_w, (n, 1)), np.tile(q.has, (n, 1)),
+            ctx, ctx_w, has, bm25)
+        done = time.perf_counter()
+
+        by_id = {}
+        for row, c in enumerate(order):
+            nbs = []
+            if explain:
+                nbs = [Neighbor(path, node, a) for path, node, a in q.neighbors + neighbors[row]]
+            s, z, k = float(score[row]), float(zero[row]), float(k_order[row])
+            by_id[c.product_id] = Scored(c.product_id, s, z, k, s - z - k, nbs)
+        scored = [by_id[c.product_id] for c in candidates if c.product_id in by_id]
+        timings = {"query": 1000 * (after_query - began), "items": 1000 * (after_items - after_query),
+                   "model": 1000 * (done - after_items)}
+        return RerankOutput(scored, unscored, timings)

@@ -1,0 +1,101 @@
+"""BERM-O as served: the artifact folder, the ONNX path against the torch path, unknown items, bad artifacts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from indexer.embeddings import load_bi_encoder
+from indexer.faiss_store import VectorStore
+from indexer.graph import ClickGraph
+from indexer.records import Product
+from reranker.graph.context import ContextBuilder
+from reranker.graph.neighbors import NeighborSampler
+from reranker.models.berm_o import BermO
+from reranker.serving.online import ArtifactError, Candidate, OnlineReranker, build_tiny_artifact
+from reranker.text import Vocab
+
+TITLES = {
+    "p1": "cordless drill 18 volt with battery", "p2": "hammer drill bit set 10 piece",
+    "p3": "garden hose 50 ft heavy duty", "p4": "copper pipe fitting 1/2 in",
+    "p5": "led light bulb 60 watt soft white", "p6": "ceiling fan with led light kit",
+    "p7": "wood screws box of 100", "p8": "drywall screws coarse thread",
+    "p9": "paint roller 9 in cover", "p10": "interior paint white eggshell gallon",
+}
+QUERIES = ["cordless drill", "drill bits", "garden hose", "led bulb", "ceiling fan", "wood screws", "white paint"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    return build_tiny_artifact(tmp_path_factory.mktemp("art") / "serving", TITLES, QUERIES, seed=3)
+
+
+@pytest.fixture(scope="module")
+def online(artifact):
+    model = OnlineReranker.load(artifact)
+    model.warm_up()
+    return model
+
+
+def candidates(ids=None):
+    ids = ids or list(TITLES)
+    return [Candidate(pid, float(len(ids) - i), i + 1) for i, pid in enumerate(ids)]
+
+
+def test_artifact_records_its_versions(artifact, online):
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["model_version"] == "berm-o-1" and manifest["items"] == len(TITLES)
+    assert online.version == f"berm-o-1+{manifest['artifact_id']}"
+
+
+def test_one_score_per_candidate_in_input_order_and_parts_add_up(online):
+    out = online.rerank("cordless drill", candidates(), explain=True)
+    assert [s.product_id for s in out.scored] == list(TITLES) and out.unscored == []
+    for s in out.scored:
+        assert s.score == pytest.approx(s.zero_order + s.k_order + s.bm25_part, abs=1e-5)
+        assert s.neighbors and {n.path for n in s.neighbors} <= {"Q-I", "Q-I-Q", "I-Q", "I-Q-I"}
+    assert len({round(s.score, 6) for s in out.scored}) > 1  # the scores depend on the item
+    assert set(out.timings_ms) == {"query", "items", "model"}
+
+
+def test_onnx_path_matches_the_torch_path(artifact, online):
+    """The served scores equal BERM-O's torch forward with contexts built on the fly."""
+    torch_model = BermO.load(artifact)
+    sampler = NeighborSampler(ClickGraph.load(artifact / "graph.json"), per_path=5, seed=3)
+    builder = ContextBuilder(sampler, Vocab.load(artifact / "vocab.json"), VectorStore.load(artifact, "query_store"),
+                             VectorStore.load(artifact, "item_store"),
+                             {p: Product(p, t) for p, t in TITLES.items()}, load_bi_encoder())
+    for query in ("garden hose", "cordless screwdriver"):  # a logged query and an unseen one
+        query_id = query if query in QUERIES else None
+        ids = list(TITLES)
+        bm25 = [float(len(ids) - i) for i in range(len(ids))]
+        with torch.inference_mode():
+            expected = torch_model(builder.build(query, query_id, ids, bm25))["score"].numpy()
+        served = np.array([s.score for s in online.rerank(query, candidates(ids)).scored])
+        np.testing.assert_allclose(served, expected, atol=2e-3)  # item contexts are stored as float16
+
+
+def test_unknown_items_with_text_are_scored_and_without_text_reported(online):
+    batch = candidates(["p1", "p2"]) + [Candidate("new", 0.5, 3, "cordless drill kit"), Candidate("ghost", 0.1, 4)]
+    out = online.rerank("cordless drill", batch, explain=True)
+    assert [s.product_id for s in out.scored] == ["p1", "p2", "new"]
+    assert out.unscored == ["ghost"]
+    assert not online.knows("new")
+
+
+def test_missing_or_corrupt_artifact_gives_one_line(artifact, tmp_path):
+    with pytest.raises(ArtifactError, match="no model artifact there"):
+        OnlineReranker.load(tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    shutil.copytree(artifact, broken)
+    (broken / "pair.onnx").write_bytes(b"not an onnx graph")
+    with pytest.raises(ArtifactError) as err:
+        OnlineReranker.load(broken)
+    assert "corrupt artifact" in str(err.value) and "\n" not in str(err.value)
+    (broken / "items.npz").unlink()
+    with pytest.raises(ArtifactError, match="missing items.npz"):
+        OnlineReranker.load(broken)

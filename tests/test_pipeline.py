@@ -1,0 +1,79 @@
+"""The whole distillation pipeline, small but real: Home Depot, quick profile, a real node.
+
+One run (module fixture, ~10 minutes on 2 cores): teacher fine-tune, labeling, graph, FAISS, BERM,
+its ablation, BERM-O, ONNX export and evaluation. The tests check that learning happened and that
+the artifacts keep the data rules, not particular figures.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from indexer.bulk_index import index_catalog
+from indexer.graph import ClickGraph
+from indexer.readers import load_catalog
+from indexer.splits import split_queries
+from reranker.training.pipeline import PROFILES, Pipeline, model_manifest
+from searchstack.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(es, home_depot_path, tmp_path_factory):
+    settings = Settings()
+    catalog = load_catalog("home-depot", home_depot_path)
+    split = split_queries(catalog, settings.split_seed, settings.split_dev_fraction, settings.split_test_fraction)
+    alias = "test-pipeline"
+    index_catalog(es, catalog, alias, chunk_size=settings.bulk_chunk_size)
+    pipeline = Pipeline(catalog, split, es, alias, PROFILES["quick"], tmp_path_factory.mktemp("pipeline"))
+    pipeline.run()
+    yield pipeline
+    for index in es.indices.get(index=f"{alias}-*", allow_no_indices=True):
+        es.indices.delete(index=index)
+
+
+def manifest(run, name: str) -> dict:
+    return model_manifest(run.root / name)
+
+
+def test_teacher_learned_on_held_out_pairs(run):
+    m = manifest(run, "teacher")
+    assert m["dev_clear_pair_acc"] > m["dev_clear_pair_acc_untrained"] + 0.02
+    assert m["dev_clear_pair_acc"] > 0.6  # chance is 0.5
+    assert m["split_id"] == run.split.split_id and m["data_fingerprint"] == run.catalog.fingerprint()
+
+
+def test_graph_holds_train_queries_only_and_folds_are_disjoint(run):
+    graph = ClickGraph.load(run.root / "graph.json")
+    assert set(graph.queries) <= set(run.train_q)
+    assert not set(graph.queries) & (set(run.split.dev) | set(run.split.test))
+    folds = [set(ClickGraph.load(run.root / f"graph_fold{f}.json").queries) for f in (0, 1)]
+    assert folds[0] and folds[1] and not folds[0] & folds[1]
+    assert folds[0] | folds[1] == set(graph.queries)
+
+
+@pytest.mark.parametrize("student", ["berm", "berm_no_k_order", "berm_o"])
+def test_students_agree_with_the_teacher_on_dev(run, student):
+    # mean per-query Spearman with the deployed teacher over dev's BM25 top-100 (never trained on)
+    assert manifest(run, student)["dev_spearman_with_teacher"] > 0.3
+
+
+def test_onnx_artifact_matches_torch(run):
+    m = manifest(run, "serving")
+    assert m["onnx_vs_torch_max_abs_diff"] < 1e-2
+    assert m["split_id"] == run.split.split_id
+
+
+def test_evaluation_has_every_row_and_the_teacher_beats_the_zero_shot_reference(run):
+    result = json.loads((run.root / "eval.json").read_text())
+    rows = {row["name"]: row for row in result["rows"]}
+    assert len(rows) == 6 and "BERM-O (ONNX)" in rows and "BERM without k-order" in rows
+    teacher = next(name for name in rows if name.startswith("teacher"))
+    assert rows[teacher]["end_to_end"]["ndcg@10"] > rows["bi-encoder cosine (zero-shot)"]["end_to_end"]["ndcg@10"]
+    assert rows[teacher]["rerank_judged"]["clear-pair acc"] > 0.55
+    for name, row in rows.items():
+        assert row["ms_per_100"] > 0, name
+        assert set(result["significance_p_values"][name]) <= {f"vs {r}" for r in rows}
