@@ -55,4 +55,145 @@ def indexing(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+@one_line_errors
+def rerank(
+    artifact: Annotated[Optional[Path], typer.Option(help="BERM-O artifact; default: a tiny one built over the workload.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+    requests: Annotated[int, typer.Option(min=10, help="Timed requests per row (floor and BERM-O).")] = 1000,
+    teacher_requests: Annotated[int, typer.Option(min=2, help="Timed requests per teacher row.")] = 40,
+    candidates: Annotated[int, typer.Option(min=1, help="Candidates per request.")] = 100,
+    products: Annotated[int, typer.Option(min=100, help="Catalog size of the built-in workload.")] = 2000,
+    queries: Annotated[int, typer.Option(min=1, help="Distinct queries of the workload.")] = 100,
+    synthetic: Annotated[bool, typer.Option(help="Use a made-up catalog even when the Home Depot data is there.")] = False,
+) -> None:
+    """gRPC rerank latency (p50/p95/p99) of BERM-O, the teacher and a do-nothing floor, 1 and 8 clients."""
+    from bench.rerank import as_dict, bench_rerank, home_depot_workload, synthetic_workload, tiny_artifact
+
+    settings = load_settings()
+    if not synthetic and settings.home_depot_path.exists():
+        with console.status(f"reading {settings.home_depot_path}"):
+            workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
+    else:
+        workload = synthetic_workload(products, queries, candidates)
+    if artifact is None:
+        folder = settings.artifacts_dir / "bench" / f"tiny-berm-o-{'synthetic' if workload.source.startswith('synthetic') else 'home-depot'}-{products}"
+        with console.status(f"building a tiny BERM-O artifact in {folder} (once)"):
+            artifact = tiny_artifact(workload, folder)
+    result = bench_rerank(workload, artifact, requests, teacher_requests, progress=lambda m: console.log(m))
+    table = Table(title=f"gRPC Rerank, {result.candidates} candidates a request ({workload.source}, "
+                        f"{result.machine['cpus']} CPUs); milliseconds", title_justify="left")
+    for column in ("server", "clients", "n", "p50", "p95", "p99", "model p50", "queue p50", "rest p50", "req/s"):
+        table.add_column(column, justify="left" if column == "server" else "right", no_wrap=True)
+    for row in result.rows:
+        table.add_row(row.server + (" cold" if row.cold else ""), str(row.clients), str(row.total_ms.n),
+                      f"{row.total_ms.p50:.2f}", f"{row.total_ms.p95:.2f}", f"{row.total_ms.p99:.2f}",
+                      f"{row.model_ms.p50:.2f}", f"{row.queue_ms.p50:.2f}", f"{row.overhead_ms.p50:.2f}",
+                      f"{row.requests_per_s:,.0f}")
+    console.print(table)
+    versions = {row.server: f"{row.model} {row.version}" for row in result.rows}
+    console.print("servers: " + "; ".join(f"{k} = {v}" for k, v in versions.items()), highlight=False)
+    console.print("model: the model's own work, as the server reports it; queue: waiting for the model (one batch "
+                  "at a time); rest: round trip minus both (client, wire, protobuf, validation, ordering). "
+                  "cold: the first request of each query (BERM-O embeds it). Percentiles over all requests of a row.",
+                  highlight=False)
+    for name, value in result.ratios.items():
+        console.print(f"{name}: {value:,.1f}x")
+    for name, target in result.targets.items():
+        shown = f"{target['value_ms']:.2f} ms" if "value_ms" in target else f"{target['value']:,.0f}x"
+        console.print(f"target {name}: {shown} -> {'met' if target['met'] else 'NOT met'}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(result), indent=2))
+        console.print(f"wrote {json_path}")
+
+
+# -- the demo stack under load (issue 6) -------------------------------------------------------------
+def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int) -> list[str]:
+    """Distinct texts of the split's test queries, in a stable order."""
+    from searchstack.cli import current_split, read_catalog
+
+    catalog = read_catalog(settings, fmt, path)
+    split = current_split(settings, catalog)
+    texts = sorted({catalog.queries[q].text for q in split.test if q in catalog.queries})
+    step = max(1, len(texts) // max(1, limit))
+    return texts[::step][:limit]
+
+
+@app.command()
+@one_line_errors
+def load(
+    clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients (N).")] = 8,
+    grpc_clients: Annotated[int, typer.Option(min=0, help="Of those, how many call the reranker over gRPC.")] = 2,
+    seconds: Annotated[float, typer.Option(min=5, max=600, help="Load duration (T), before recovery waits.")] = 60.0,
+    rate: Annotated[float, typer.Option(min=0.1, max=50, help="Requests a second per client.")] = 4.0,
+    max_requests: Annotated[int, typer.Option(min=1, max=100_000, help="Stop after this many requests.")] = 20_000,
+    slack_ms: Annotated[float, typer.Option(help="Allowed over each request's budget before it counts as hung.")] = 1000.0,
+    faults: Annotated[bool, typer.Option(help="Kill and restart the reranker, stop and start Elasticsearch.")] = True,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.home_depot,
+    path: Annotated[Optional[Path], typer.Option(help="Catalog path (defaults as in `shopsearch index`).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+) -> None:
+    """Load and fault test of the running demo stack (`./scripts/demo.sh` first), loopback only.
+
+    N clients for T seconds against the page's /api/search and the gRPC reranker, malformed and
+    oversized requests mixed in; mid-run the reranker is killed and restarted and Elasticsearch
+    stopped and started. Exit code 1 unless every request got an answer in time and the stack recovered.
+    """
+    from bench.load import LoadConfig, LoadRun, as_dict, bm25_lists, print_report, stack_faults
+    from es_config.local_node import LocalNode
+    from indexer.bulk_index import connect
+    from searchstack.stack import RERANKER, Stack, StackError, web_answering
+
+    settings = load_settings()
+    stack = Stack(settings.stack_dir)
+    serve_argv = stack.argv(RERANKER)
+    if serve_argv is None or not web_answering(settings.web_url):
+        raise StackError(f"the demo stack is not running (no reranker in {settings.stack_dir} or no page on "
+                         f"{settings.web_url}); start it with ./scripts/demo.sh")
+    queries = _test_queries(settings, fmt, path, 200)
+    lists = bm25_lists(connect(settings.resolved_es_url), settings.index_alias, queries, settings.web_rerank_depth)
+    node = LocalNode.from_settings(settings) if settings.es_url is None else None
+    schedule = stack_faults(stack, serve_argv, settings.resolved_rerank_target, node, seconds) if faults else []
+    config = LoadConfig(web_url=settings.web_url, grpc_target=settings.resolved_rerank_target, queries=queries,
+                        lists=lists, clients=clients, grpc_clients=grpc_clients, seconds=seconds,
+                        rate_per_client=rate, max_requests=max_requests, web_budget_ms=settings.web_budget_ms,
+                        grpc_deadline_ms=settings.rerank_client_timeout_ms, slack_ms=slack_ms)
+    report = LoadRun(config, schedule, progress=console.log).run()
+    print_report(report, console)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(report), indent=2))
+        console.print(f"wrote {json_path}")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@one_line_errors
+def e2e(
+    rate: Annotated[float, typer.Option(min=1, max=500, help="Queries a second, both modes together.")] = 50.0,
+    seconds: Annotated[float, typer.Option(min=2, max=600, help="Timed duration (after a 3 s warm-up).")] = 30.0,
+    queries: Annotated[int, typer.Option(min=1, help="Distinct test-split queries cycled through.")] = 200,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.home_depot,
+    path: Annotated[Optional[Path], typer.Option(help="Catalog path (defaults as in `shopsearch index`).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+) -> None:
+    """Search latency p50/p95/p99 through the running page at a fixed rate: BM25 alone against
+    BM25 plus rerank, interleaved in one run (`./scripts/demo.sh` first). Target: rerank adds <= 20 ms at p95."""
+    from bench.e2e import as_dict, bench_e2e, print_report
+    from searchstack.stack import StackError, web_answering
+
+    settings = load_settings()
+    if not web_answering(settings.web_url):
+        raise StackError(f"no page answers on {settings.web_url}; start the stack with ./scripts/demo.sh")
+    texts = _test_queries(settings, fmt, path, queries)
+    report = bench_e2e(settings.web_url, texts, rate=rate, seconds=seconds, progress=console.log)
+    print_report(report, console)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(report), indent=2))
+        console.print(f"wrote {json_path}")
+
+
 app()

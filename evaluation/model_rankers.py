@@ -1,4 +1,8 @@
-"""The models of `reranker/` behind the evaluation's Ranker interface (query, candidates, BM25 -> scores)."""
+"""The models of `reranker/` behind the evaluation's Ranker interface (query, candidates, BM25 -> scores).
+
+The small models run on one torch thread, as one serving worker would; the teacher keeps torch's
+default (every core), which only flatters it in the speed ratios.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from indexer.embeddings import embed
 from indexer.faiss_store import VectorStore
 from indexer.records import Product
 from reranker.graph.context import ContextBuilder
-from reranker.serving.online import Candidate, OnlineReranker
+from reranker.serving.online import Candidate, OnlineReranker, torch_threads
 
 
 class BiEncoderRanker:
@@ -21,13 +25,15 @@ class BiEncoderRanker:
         self.encoder, self.item_store = encoder, item_store
 
     def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
-        q = embed(self.encoder, [query], progress=False)[0]
+        with torch_threads(1):
+            q = embed(self.encoder, [query], progress=False)[0]
         known = [c for c in candidates if self.item_store.has(c.product_id)]
         vectors = {c.product_id: self.item_store.vector(c.product_id) for c in known}
         missing = [c for c in candidates if c.product_id not in vectors]
         if missing:
-            vectors.update(zip([c.product_id for c in missing],
-                               embed(self.encoder, [c.title for c in missing], progress=False)))
+            with torch_threads(1):
+                vectors.update(zip([c.product_id for c in missing],
+                                   embed(self.encoder, [c.title for c in missing], progress=False)))
         return [float(vectors[c.product_id] @ q) for c in candidates]
 
 
@@ -39,8 +45,9 @@ class StudentRanker:
 
     @torch.inference_mode()
     def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
-        batch = self.builder.build(query, None, [c.product_id for c in candidates], bm25)
-        return self.model(batch)["score"].tolist()
+        with torch_threads(1):
+            batch = self.builder.build(query, None, [c.product_id for c in candidates], bm25)
+            return self.model(batch)["score"].tolist()
 
 
 class OnlineRanker:

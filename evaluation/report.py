@@ -62,3 +62,15 @@ def print_significance(tests: dict[str, dict[str, dict[str, float]]], console: C
 def write_json(result: EvalResult, path: Path, extra: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**result.to_json(), **(extra or {})}, indent=2))
+
+
+def print_speed(speed: dict[str, dict[str, float]], console: Console | None = None) -> None:
+    """Scoring time per 100 candidates and the teacher's time over each model's, measured in one run."""
+    console = console or Console()
+    table = Table(title="Scoring time per 100 candidates (same run, same machine)", title_justify="left")
+    for column in ("ranker", "ms, new query", "teacher / model", "ms, repeated query", "teacher / model"):
+        table.add_column(column, justify="left" if column == "ranker" else "right")
+    for name, v in speed.items():
+        table.add_row(name, f"{v['ms_per_100_first']:.2f}", f"{v['teacher_over_model_first']:.0f}x",
+                      f"{v['ms_per_100_repeat']:.2f}", f"{v['teacher_over_model_repeat']:.0f}x")
+    console.print(table)

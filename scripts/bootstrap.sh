@@ -35,3 +35,5 @@ if [ ! -f "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+# The gRPC stubs (git-ignored), from proto/reranker.proto; a no-op when they are current.
+.venv/bin/python -m reranker.rpc.build >/dev/null

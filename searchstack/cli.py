@@ -1,4 +1,5 @@
-"""`shopsearch`: run the local Elasticsearch node, index a catalog, split queries, evaluate, demo."""
+"""`shopsearch`: run the local Elasticsearch node, index a catalog, split queries, evaluate, demo,
+serve the reranker and rerank a query through it."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ from indexer.readers import load_catalog
 from indexer.readers.wands import download as download_wands
 from indexer.records import Catalog, CatalogError
 from indexer.splits import QuerySplit, SplitError, load_split, save_split, split_path, split_queries
+from reranker.client import RerankError
+from reranker.server.errors import ServerStartError
 from searchstack.settings import Settings, load_settings
+from searchstack.stack import StackError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 es_app = typer.Typer(help="The local Elasticsearch node (Elastic's distribution zip, no Docker).", no_args_is_help=True)
@@ -28,7 +32,8 @@ app.add_typer(es_app, name="es")
 console = Console()
 err_console = Console(stderr=True)
 
-EXPECTED_ERRORS = (NodeError, CatalogError, ClusterUnavailable, IndexingError, SplitError, ApiError, TransportError)
+EXPECTED_ERRORS = (NodeError, CatalogError, ClusterUnavailable, IndexingError, SplitError, ApiError, TransportError,
+                   RerankError, ServerStartError, StackError)
 
 
 class Format(str, Enum):
@@ -45,6 +50,8 @@ def one_line_errors(func):
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):  # a command's own exit code, not an error to report
+            raise
         except EXPECTED_ERRORS as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             if isinstance(err, (ApiError, TransportError)):
@@ -221,14 +228,20 @@ def evaluate(
 def demo(
     fmt: FormatOpt = Format.home_depot,
     path: PathOpt = None,
+    profile: Annotated[Optional[str], typer.Option(help="Profile trained when no reranker is trained yet (default: SHOPSEARCH_DEMO_PROFILE, quick).")] = None,
+    train: Annotated[bool, typer.Option(help="Train a reranker when none is there (--no-train: stop instead).")] = True,
+    port: Annotated[Optional[int], typer.Option(help="The page's port (default: SHOPSEARCH_WEB_PORT, 8080).")] = None,
+    prepare_only: Annotated[bool, typer.Option(help="Index, split and train only; start no process (docker-compose's setup).")] = False,
 ) -> None:
-    """The whole local stack on embedded defaults: start Elasticsearch, index, split, print BM25 figures."""
-    settings = load_settings()
-    if settings.es_url is None:
-        es_start(port=None, heap=None)
-    index(fmt=fmt, path=path, rebuild=False, force=False, strict=False, es_url=None)
-    evaluate(fmt=fmt, path=path, side="test", depth=100,
-             json_path=settings.artifacts_dir / "eval" / f"{fmt.value}-bm25.json", es_url=None)
+    """The whole stack in one command, then the page's URL.
+
+    Elasticsearch (the local node unless SHOPSEARCH_ES_URL), the catalog indexed and split, a trained
+    reranker (the quick profile is trained when none is there), then the reranker service and the
+    search page in the background. `shopsearch stop` ends it all; running it again reuses what is there.
+    """
+    from searchstack.demo import run_demo
+
+    run_demo(load_settings(web_port=port, demo_profile=profile), fmt.value, path, train, console, prepare_only)
 
 
 @app.command()
@@ -253,6 +266,187 @@ def pipeline(
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
     run.run(until=until)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
+
+
+# -- the reranker service ----------------------------------------------------------------------------
+def _request_log_to_stdout() -> None:
+    """One JSON line per request on stdout; everything else stays on stderr."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    request_log = logging.getLogger("reranker.requests")
+    request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
+
+
+@app.command()
+@one_line_errors
+def serve(
+    artifact: Annotated[Optional[Path], typer.Option(help="BERM-O artifact folder (default: SHOPSEARCH_RERANK_ARTIFACT).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default: SHOPSEARCH_RERANK_HOST, 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="gRPC port (default: SHOPSEARCH_RERANK_PORT, 50051).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Request threads (default: SHOPSEARCH_RERANK_WORKERS).")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Prometheus /metrics port (default: SHOPSEARCH_RERANK_METRICS_PORT).")] = None,
+    no_metrics: Annotated[bool, typer.Option("--no-metrics", help="Do not serve /metrics.")] = False,
+) -> None:
+    """Serve a BERM-O artifact over gRPC until SIGTERM: health, reflection, metrics, reload on file change.
+
+    stdout gets one JSON line per request; messages go to stderr.
+    """
+    from reranker.server.app import RerankServer, ServerConfig, run_until_signal
+    from reranker.server.models import load_berm_o
+
+    settings = load_settings(rerank_artifact=artifact, rerank_host=host, rerank_port=port, rerank_workers=workers,
+                             rerank_metrics_port=metrics_port)
+    if settings.rerank_artifact is None:
+        raise ServerStartError("no artifact to serve: pass --artifact or set SHOPSEARCH_RERANK_ARTIFACT")
+    config = ServerConfig.from_settings(settings, **({"metrics_port": None} if no_metrics else {}))
+    _request_log_to_stdout()
+    server = RerankServer(config, loader=load_berm_o, artifact=settings.rerank_artifact)
+    server.start()
+    err_console.print(f"loading {settings.rerank_artifact} (port {server.port} answers health NOT_SERVING meanwhile)",
+                      highlight=False)
+
+    def ready(s: RerankServer) -> None:
+        metrics = f"metrics on http://{config.host}:{s.metrics_port}/metrics" if s.metrics_port else "no metrics"
+        err_console.print(f"serving {s.slot.model.name} {s.slot.model.version} on {s.target}; {metrics}", highlight=False)
+
+    run_until_signal(server, on_ready=ready)
+    err_console.print("stopped")
+
+
+def _movement(item) -> str:
+    if not item.reranked:
+        return "[dim]not scored[/dim]"
+    if item.movement > 0:
+        return f"[green]↑{item.movement}[/green]"
+    if item.movement < 0:
+        return f"[red]↓{-item.movement}[/red]"
+    return "="
+
+
+@app.command("rerank")
+@one_line_errors
+def rerank_query(
+    query: Annotated[str, typer.Argument(help="What a shopper typed, e.g. \"cordless drill\".")],
+    depth: Annotated[Optional[int], typer.Option(min=1, help="BM25 candidates sent (default: SHOPSEARCH_RERANK_DEPTH, 100).")] = None,
+    show: Annotated[int, typer.Option(min=1, help="Rows printed.")] = 20,
+    explain: Annotated[bool, typer.Option(help="Also print each shown item's score parts and top neighbors.")] = False,
+    send_text: Annotated[bool, typer.Option(help="Send titles too (for items the service has not indexed).")] = False,
+    model_version: Annotated[Optional[str], typer.Option(help="Fail unless the service runs this version.")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Reranker host:port (default: SHOPSEARCH_RERANK_TARGET).")] = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """BM25 top-N from Elasticsearch, reranked by the service: both orders side by side."""
+    from rich.table import Table
+
+    from es_config.query import bm25_query
+    from reranker.client import Candidate, RerankClient
+
+    settings = load_settings(es_url=es_url, rerank_target=target, rerank_depth=depth)
+    es = connect(settings.resolved_es_url)
+    hits = es.search(index=settings.index_alias, query=bm25_query(query), size=settings.rerank_depth,
+                     source_includes=["title"])["hits"]["hits"]
+    if not hits:
+        console.print(f"no BM25 results for {query!r} in {settings.index_alias!r}; nothing to rerank")
+        return
+    titles = {hit["_id"]: hit["_source"].get("title", "") for hit in hits}
+    candidates = [Candidate(hit["_id"], float(hit["_score"]), rank, titles[hit["_id"]] if send_text else None)
+                  for rank, hit in enumerate(hits, start=1)]
+    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank_client_timeout_ms / 1000) as client:
+        result = client.rerank(query, candidates, explain=explain, model_version=model_version)
+
+    table = Table(title=f"{query!r}: BM25 top {len(hits)} -> {result.model_name} {result.model_version}",
+                  title_justify="left")
+    for column, justify in (("#", "right"), ("BM25 order", "left"), ("BM25", "right"),
+                            ("reranked order", "left"), ("score", "right"), ("move", "right")):
+        table.add_column(column, justify=justify)
+    for position, (before, after) in enumerate(zip(candidates[:show], result.items[:show]), start=1):
+        table.add_row(str(position), f"{before.product_id} {titles[before.product_id]}", f"{before.bm25:.2f}",
+                      f"{after.product_id} {titles.get(after.product_id, '')}",
+                      f"{after.score:.3f}" if after.reranked else "-", _movement(after))
+    console.print(table)
+    if result.partial:
+        err_console.print(f"[yellow]partial:[/yellow] {result.reason}", highlight=False)
+    timings = result.timings_ms
+    console.print(f"round trip {result.elapsed_ms:.1f} ms; in the server {timings.get('server', 0):.1f} ms, "
+                  f"of which the model {timings.get('model', 0):.1f} ms", highlight=False)
+    if explain:
+        for item in result.items[:show]:
+            if item.explanation is None:
+                continue
+            e = item.explanation
+            top = ", ".join(f"{n.path} {n.node_id} ({n.attention:.2f})"
+                            for n in sorted(e.neighbors, key=lambda n: -n.attention)[:4])
+            console.print(f"{item.rank:>3}. {item.product_id}: {item.score:.3f} = 0-order {e.zero_order:.3f} "
+                          f"+ k-order {e.k_order:.3f} + BM25 {e.bm25_part:.3f}; most attended: {top or 'none'}",
+                          highlight=False)
+
+
+# -- the demo page and the background stack ---------------------------------------------------------
+@app.command()
+@one_line_errors
+def web(
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default: SHOPSEARCH_WEB_HOST, 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: SHOPSEARCH_WEB_PORT, 8080).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Reranker host:port (default: SHOPSEARCH_RERANK_TARGET).")] = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """The search page: BM25 and reranked side by side, with grades, NDCG@10 and an explain view.
+
+    The catalog is read for its human grades and the test split's example queries; products and
+    BM25 come from Elasticsearch, the order from the reranker (BM25 order, said plainly, when it
+    does not answer in time).
+    """
+    from searchstack.demo import serve_page
+
+    settings = load_settings(web_host=host, web_port=port, rerank_target=target, es_url=es_url)
+    serve_page(settings, read_catalog(settings, fmt, path), console, err_console)
+
+
+@app.command()
+@one_line_errors
+def stop(
+    keep_es: Annotated[bool, typer.Option("--keep-es", help="Leave the Elasticsearch node running.")] = False,
+) -> None:
+    """End what `shopsearch demo` started: the page, the reranker and the local Elasticsearch node."""
+    from searchstack.stack import RERANKER, WEB, Stack
+
+    settings = load_settings()
+    stack = Stack(settings.stack_dir)
+    for name in (WEB, RERANKER):
+        console.print(f"{name}: {'stopped' if stack.stop(name) else 'was not running'}")
+    if settings.es_url is None and not keep_es:
+        node = LocalNode.from_settings(settings)
+        console.print(f"Elasticsearch on port {node.port}: {'stopped' if node.stop() else 'was not running'}")
+
+
+class Component(str, Enum):
+    es = "es"
+    reranker = "reranker"
+    web = "web"
+
+
+@app.command()
+@one_line_errors
+def ping(what: Annotated[Component, typer.Argument(help="es, reranker or web.")]) -> None:
+    """Exit 0 when it answers healthy, 1 otherwise (for health checks and scripts)."""
+    from es_config.local_node import cluster_health
+    from searchstack.stack import reranker_serving, web_answering
+
+    settings = load_settings()
+    if what is Component.es:
+        health = cluster_health(settings.resolved_es_url)
+        ok, where = bool(health and health["status"] in ("green", "yellow")), settings.resolved_es_url
+    elif what is Component.reranker:
+        ok, where = reranker_serving(settings.resolved_rerank_target), settings.resolved_rerank_target
+    else:
+        ok, where = web_answering(settings.web_url), settings.web_url
+    console.print(f"{what.value} at {where}: {'healthy' if ok else 'not answering'}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -46,9 +46,55 @@ class Settings(BaseSettings):
     split_dev_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     split_test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 
+    # The gRPC reranker service (reranker/server/) and its clients.
+    rerank_artifact: Path | None = None  # the BERM-O artifact folder `shopsearch serve` loads
+    rerank_host: str = "127.0.0.1"  # bind address; "[::]" to listen on every interface
+    rerank_port: int = Field(50051, ge=0, le=65535)  # 0 = any free port (tests)
+    rerank_target: str | None = None  # where clients call it; default rerank_host:rerank_port
+    rerank_workers: int = Field(8, ge=1)  # request threads
+    rerank_max_concurrent_rpcs: int = Field(64, ge=1)  # beyond this, RESOURCE_EXHAUSTED at once
+    rerank_max_candidates: int = Field(1000, ge=1)
+    rerank_max_text_chars: int = Field(1000, ge=1)  # per candidate text
+    rerank_max_query_chars: int = Field(512, ge=1)
+    rerank_default_deadline_ms: float = Field(1000.0, gt=0)  # for requests that carry no deadline
+    rerank_client_timeout_ms: float = Field(2000.0, gt=0)  # the client library's default deadline
+    rerank_metrics_port: int | None = Field(9464, ge=0, le=65535)  # Prometheus; None = off, 0 = any
+    rerank_reload_poll_s: float = Field(2.0, ge=0)  # artifact file watch; 0 = reload only on request
+    rerank_grace_s: float = Field(10.0, ge=0)  # SIGTERM: how long in-flight requests may finish
+    rerank_depth: int = Field(100, ge=1)  # `shopsearch rerank`: BM25 candidates sent
+
+    # The demo search page (frontend/, `shopsearch web`).
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8080, ge=0, le=65535)
+    web_page_size: int = Field(10, ge=1, le=100)
+    web_rerank_depth: int = Field(100, ge=1, le=1000)  # BM25 top-N the reranker reorders; the rest follow
+    web_budget_ms: float = Field(1500.0, gt=0)  # a search answers within this, whatever ES or the reranker do
+    web_es_timeout_ms: float = Field(1000.0, gt=0)  # at most this for Elasticsearch (within the budget)
+    web_rerank_deadline_ms: float = Field(300.0, gt=0)  # the reranker's deadline; past it, BM25 order
+    web_send_text: bool = True  # send titles, so items the model has not seen are scored from text
+    web_explain: bool = True  # ask for score parts and neighbors (the page's explain view)
+    web_max_query_chars: int = Field(200, ge=1)
+    web_max_page: int = Field(50, ge=1)
+    web_examples: int = Field(6, ge=0)  # example queries shown, picked from the test split
+    web_example_pool: int = Field(60, ge=0)  # test queries tried when picking them
+
+    # `shopsearch demo` / `stop`: background processes, their pid files and logs.
+    stack_dir: Path = PROJECT_ROOT / "var" / "stack"
+    demo_profile: str = "quick"  # trained if no artifact is there yet
+
     @property
     def resolved_es_url(self) -> str:
         return self.es_url or f"http://{self.es_host}:{self.es_port}"
+
+    @property
+    def resolved_rerank_target(self) -> str:
+        host = "127.0.0.1" if self.rerank_host in ("0.0.0.0", "[::]", "::") else self.rerank_host
+        return self.rerank_target or f"{host}:{self.rerank_port}"
+
+    @property
+    def web_url(self) -> str:
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "[::]", "::") else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     @classmethod
     def settings_customise_sources(

@@ -128,6 +128,14 @@ class NeighborSampler:
                 self._item_entry(pid, anchors)
         return [self.item_paths(pid, item_vecs[row], item_store) for row, pid in enumerate(product_ids)]
 
+    def warm_items(self, product_ids: list[str], item_store: VectorStore, chunk: int = 4096) -> None:
+        """Sample many items' paths ahead, in large batches: FAISS finds the stand-ins of unseen
+        items far faster per item in one big search than in a request-sized one."""
+        todo = [pid for pid in dict.fromkeys(product_ids) if pid not in self._item_cache and item_store.has(pid)]
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            self.item_paths_many(part, item_store.vectors_of(part), item_store)
+
     def _item_entry(self, product_id: str, anchors: dict[str, float]) -> dict[str, Neighbors]:
         first, second = self._two_hop(anchors, self.graph.queries_of, self.graph.items_of, product_id)
         entry = {"I-Q": self._sample(product_id, "I-Q", first), "I-Q-I": self._sample(product_id, "I-Q-I", second)}

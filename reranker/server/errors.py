@@ -1,0 +1,7 @@
+"""Errors of the service's edges, importable without loading any model code (the CLI's error
+handler knows them before a command runs)."""
+
+
+class ServerStartError(Exception):
+    """The service refuses to start: a missing or corrupt artifact, a port it cannot listen on.
+    The message is one line."""

@@ -1,0 +1,55 @@
+"""Checks a Rerank request and turns it into the model's candidates, or says exactly what is wrong.
+
+Every message names the offending field (and candidate, by index and id) so a client in any
+language can fix its request from the status text alone; the servicer sends it as
+INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from reranker.serving.online import Candidate
+
+
+class InvalidRequest(ValueError):
+    """A request the service will not score; the message is one line, for the client."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_candidates: int = 1000
+    max_text_chars: int = 1000
+    max_query_chars: int = 512
+
+
+def parse_request(request, limits: Limits) -> tuple[str, list[Candidate]]:
+    """(query, candidates) from a pb.RerankRequest; raises InvalidRequest."""
+    query = request.query.strip()
+    if not query:
+        raise InvalidRequest("query is empty")
+    if len(query) > limits.max_query_chars:
+        raise InvalidRequest(f"query has {len(query)} characters; the maximum is {limits.max_query_chars}")
+    n = len(request.candidates)
+    if n == 0:
+        raise InvalidRequest("no candidates to rerank")
+    if n > limits.max_candidates:
+        raise InvalidRequest(f"{n} candidates; this server takes at most {limits.max_candidates} per request")
+    seen: dict[str, int] = {}
+    candidates = []
+    for index, c in enumerate(request.candidates):
+        if not c.item_id:
+            raise InvalidRequest(f"candidates[{index}]: item_id is empty")
+        if c.item_id in seen:
+            raise InvalidRequest(f"duplicate item_id {c.item_id!r} (candidates[{seen[c.item_id]}] and candidates[{index}])")
+        seen[c.item_id] = index
+        if len(c.text) > limits.max_text_chars:
+            raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): text has {len(c.text)} characters; "
+                                 f"the maximum is {limits.max_text_chars}")
+        if c.bm25_rank < 1:
+            raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): bm25_rank must be 1 or more (1 = top)")
+        if not math.isfinite(c.bm25_score):
+            raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): bm25_score is {c.bm25_score}, not a finite number")
+        candidates.append(Candidate(c.item_id, float(c.bm25_score), int(c.bm25_rank), c.text or None))
+    return query, candidates

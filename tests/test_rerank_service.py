@@ -1,0 +1,430 @@
+"""The gRPC reranker service, in process on port 0, with tiny BERM-O artifacts built here.
+
+Real gRPC, real ONNX Runtime, real artifacts (untrained weights); nothing under test is mocked.
+The only stand-ins are models that wait (for the deadline and warm-up tests), wrapped around or
+beside the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from reranker.client import Candidate, RerankClient, RerankError
+from reranker.server.app import RerankServer, ServerConfig
+from reranker.server.errors import ServerStartError
+from reranker.server.models import Bm25Order, load_berm_o
+from reranker.server.validation import Limits
+from reranker.serving.online import OnlineReranker, build_tiny_artifact
+from tests.conftest import SMALL_PRODUCTS
+
+TITLES = dict(SMALL_PRODUCTS)
+QUERIES = ["cordless drill", "paint brush", "claw hammer", "tool box"]
+LIMITS = Limits(max_candidates=50, max_text_chars=200, max_query_chars=100)
+
+
+def config(**overrides) -> ServerConfig:
+    return ServerConfig(**{"port": 0, "limits": LIMITS, "grace_s": 2.0, **overrides})
+
+
+def bm25_list(ids: list[str] | None = None) -> list[Candidate]:
+    """The catalog as one BM25 list: scores falling with rank."""
+    ids = ids or list(TITLES)
+    return [Candidate(pid, 20.0 - 2 * rank, rank + 1) for rank, pid in enumerate(ids)]
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny artifacts of the same catalog with different weights (two model versions)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    return {"a": build_tiny_artifact(root / "a", TITLES, QUERIES, seed=0),
+            "b": build_tiny_artifact(root / "b", TITLES, QUERIES, seed=1)}
+
+
+@pytest.fixture(scope="module")
+def versions(artifacts) -> dict[str, str]:
+    return {name: OnlineReranker.load(path).version for name, path in artifacts.items()}
+
+
+@pytest.fixture(scope="module")
+def server(artifacts) -> RerankServer:
+    with RerankServer(config(metrics_port=0), loader=load_berm_o, artifact=artifacts["a"]) as srv:
+        srv.wait_ready(120)
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server) -> RerankClient:
+    with RerankClient(server.target, timeout_s=10) as c:
+        yield c
+
+
+def rpc_code(excinfo) -> grpc.StatusCode:
+    return excinfo.value.code
+
+
+# -- round trip, ordering, explain ------------------------------------------------------------------
+
+def test_round_trip(client, versions) -> None:
+    sent = bm25_list()
+    result = client.rerank("cordless drill", sent)
+    assert (result.model_name, result.model_version) == ("BERM-O", versions["a"])
+    assert not result.partial and result.reason == ""
+    assert sorted(item.product_id for item in result.items) == sorted(TITLES)
+    assert [item.rank for item in result.items] == list(range(1, len(sent) + 1))
+    by_id = {c.product_id: c for c in sent}
+    for item in result.items:
+        assert item.reranked and item.explanation is None
+        assert (item.bm25, item.bm25_rank) == (by_id[item.product_id].bm25, by_id[item.product_id].bm25_rank)
+        assert item.movement == item.bm25_rank - item.rank
+    t = result.timings_ms
+    assert {"validate", "model", "respond", "server"} <= set(t)
+    assert any(key.startswith("model.") for key in t)
+    assert t["server"] >= t["model"] > 0 and result.elapsed_ms >= t["server"]
+
+
+def test_order_follows_the_models_scores(client, artifacts) -> None:
+    sent = bm25_list()
+    result = client.rerank("cordless drill", sent)
+    scores = [item.score for item in result.items]
+    assert scores == sorted(scores, reverse=True)
+    # the same artifact scored directly: each item keeps its own score through the wire
+    direct = OnlineReranker.load(artifacts["a"]).rerank(
+        "cordless drill", [Candidate(c.product_id, c.bm25, c.bm25_rank) for c in sent])
+    expected = {s.product_id: s.score for s in direct.scored}
+    for item in result.items:
+        assert item.score == pytest.approx(expected[item.product_id], abs=1e-5)
+    # a different BM25 order of the same items changes the BM25 part, so the answer follows the input
+    reversed_result = client.rerank("cordless drill", bm25_list(list(reversed(list(TITLES)))))
+    assert [i.product_id for i in reversed_result.items] != [i.product_id for i in result.items]
+
+
+def test_explain_parts_add_up_to_the_score(client) -> None:
+    result = client.rerank("cordless drill", bm25_list(), explain=True)
+    for item in result.items:
+        e = item.explanation
+        assert e is not None
+        assert e.zero_order + e.k_order + e.bm25_part == pytest.approx(item.score, abs=1e-4)
+        assert e.neighbors, item.product_id
+        assert {n.path for n in e.neighbors} <= {"Q-I", "Q-I-Q", "I-Q", "I-Q-I"}
+        assert all(0.0 <= n.attention <= 1.0 + 1e-6 for n in e.neighbors)
+    top_bm25 = max(result.items, key=lambda i: i.bm25)
+    assert top_bm25.explanation.bm25_part != 0.0
+
+
+def test_top_n_returns_the_best(client) -> None:
+    full = client.rerank("paint brush", bm25_list())
+    top = client.rerank("paint brush", bm25_list(), top_n=3)
+    assert [i.product_id for i in top.items] == [i.product_id for i in full.items[:3]]
+
+
+def test_unknown_items_partial_or_scored_from_text(client) -> None:
+    sent = bm25_list()
+    sent.insert(1, Candidate("new-1", 19.0, 2, "Bosch 12V Cordless Drill"))
+    sent.append(Candidate("ghost", 1.0, len(sent) + 1))
+    sent.append(Candidate("ghost-2", 0.5, len(sent) + 1))
+    result = client.rerank("cordless drill", sent)
+    assert result.partial
+    assert result.reason == (f"2 of {len(sent)} candidates are unknown to model {result.model_version} and came "
+                             "without text; they follow the reranked ones in BM25 order")
+    assert [(i.product_id, i.reranked) for i in result.items[-2:]] == [("ghost", False), ("ghost-2", False)]
+    assert "new-1" in {i.product_id for i in result.items if i.reranked}
+    assert len(result.items) == len(sent)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+
+def _bad_requests(current_version: str):
+    many = [Candidate(f"x{i}", 1.0, i + 1) for i in range(51)]
+    return [
+        ("", bm25_list(), {}, "query is empty"),
+        ("   ", bm25_list(), {}, "query is empty"),
+        ("drill " * 20, bm25_list(), {}, "query has 119 characters; the maximum is 100"),
+        ("cordless drill", [], {}, "no candidates to rerank"),
+        ("cordless drill", [*bm25_list(["p1", "p2"]), Candidate("p1", 1.0, 3)], {},
+         "duplicate item_id 'p1' (candidates[0] and candidates[2])"),
+        ("cordless drill", many, {}, "51 candidates; this server takes at most 50 per request"),
+        ("cordless drill", [Candidate("p1", 2.0, 1), Candidate("new", 1.0, 2, "x" * 201)], {},
+         "candidates[1] ('new'): text has 201 characters; the maximum is 200"),
+        ("cordless drill", [Candidate("", 1.0, 1)], {}, "candidates[0]: item_id is empty"),
+        ("cordless drill", [Candidate("p1", 1.0, 0)], {}, "candidates[0] ('p1'): bm25_rank must be 1 or more (1 = top)"),
+        ("cordless drill", [Candidate("p1", math.nan, 1)], {},
+         "candidates[0] ('p1'): bm25_score is nan, not a finite number"),
+        ("cordless drill", bm25_list(), {"model_version": "berm-o-1+000000000000"},
+         f"unknown model version 'berm-o-1+000000000000'; this server runs {current_version!r}"),
+    ]
+
+
+def test_every_bad_input_gets_invalid_argument_and_the_server_keeps_serving(client, server, versions) -> None:
+    before = server.metrics.value("shopsearch_rerank_errors_total", {"code": "INVALID_ARGUMENT"})
+    cases = _bad_requests(versions["a"])
+    for query, candidates, options, message in cases:
+        with pytest.raises(RerankError) as excinfo:
+            client.rerank(query, candidates, **options)
+        assert (excinfo.value.code, excinfo.value.details) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+        good = client.rerank("cordless drill", bm25_list())  # the next good request still succeeds
+        assert len(good.items) == len(TITLES)
+    after = server.metrics.value("shopsearch_rerank_errors_total", {"code": "INVALID_ARGUMENT"})
+    assert after - before == len(cases)
+    pinned = client.rerank("cordless drill", bm25_list(), model_version=versions["a"])
+    assert pinned.model_version == versions["a"]
+
+
+# -- deadlines ---------------------------------------------------------------------------------------
+
+class SlowModel(Bm25Order):
+    """The BM25 floor, but each call takes `seconds` (a model that cannot meet a short deadline)."""
+
+    version = "slow-1"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls = seconds, 0
+
+    def rerank(self, query, candidates, explain=False):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return super().rerank(query, candidates, explain)
+
+
+def test_deadline_exceeded(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="reranker.requests")
+    model = SlowModel(0.3)
+    with RerankServer(config(), model=model) as srv, RerankClient(srv.target) as c:
+        srv.wait_ready(10)
+        # 1. the deadline passes while the model works: the server answers DEADLINE_EXCEEDED too
+        with pytest.raises(RerankError) as excinfo:
+            c.rerank("cordless drill", bm25_list(), timeout=0.1)
+        assert excinfo.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 5
+        while srv.metrics.value("shopsearch_rerank_errors_total", {"code": "DEADLINE_EXCEEDED"}) < 1:
+            assert time.monotonic() < deadline, "the server never counted the missed deadline"
+            time.sleep(0.05)
+        # 2. with time enough, the same server answers
+        assert c.rerank("cordless drill", bm25_list(), timeout=5).items
+        # 3. a deadline shorter than the model's usual time is refused before the model runs
+        calls = model.calls
+        with pytest.raises(RerankError) as excinfo:
+            c.rerank("cordless drill", bm25_list(), timeout=0.15)
+        assert excinfo.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        time.sleep(0.2)
+        assert model.calls == calls
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "reranker.requests"]
+        assert lines[-1]["code"] == "DEADLINE_EXCEEDED"
+        assert lines[-1]["error"].startswith("the deadline leaves ") and "this model needs about" in lines[-1]["error"]
+        assert lines[0]["error"].startswith("the deadline of ")
+        assert c.rerank("cordless drill", bm25_list(), timeout=5).items
+
+
+def test_requests_without_a_deadline_get_the_default() -> None:
+    with RerankServer(config(default_deadline_ms=100), model=SlowModel(0.3)) as srv:
+        srv.wait_ready(10)
+        stub_channel = grpc.insecure_channel(srv.target)
+        from reranker.client import to_request
+        from reranker.rpc.stubs import pb_grpc
+
+        with pytest.raises(grpc.RpcError) as excinfo:
+            pb_grpc.RerankerStub(stub_channel).Rerank(to_request("drill", bm25_list()))  # no timeout
+        assert excinfo.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert excinfo.value.details().startswith("the deadline of 100.0 ms passed while scoring")
+        stub_channel.close()
+
+
+# -- health, reflection, metrics, log ------------------------------------------------------------------
+
+class GatedWarmUp:
+    """The real model, whose warm-up waits until the test opens the gate."""
+
+    def __init__(self, model, gate: threading.Event) -> None:
+        self.model, self.gate = model, gate
+        self.name, self.version = model.name, model.version
+
+    def warm_up(self) -> None:
+        assert self.gate.wait(30)
+        self.model.warm_up()
+
+    def rerank(self, query, candidates, explain=False):
+        return self.model.rerank(query, candidates, explain)
+
+
+def test_health_is_serving_only_after_load_and_warm_up(artifacts) -> None:
+    gate = threading.Event()
+    loader = lambda path: GatedWarmUp(load_berm_o(path), gate)  # noqa: E731
+    with RerankServer(config(), loader=loader, artifact=artifacts["a"]) as srv, RerankClient(srv.target) as c:
+        for service in ("", "shopsearch.reranker.v1.Reranker"):
+            assert c.health(service) == "NOT_SERVING"
+        with pytest.raises(RerankError) as excinfo:
+            c.rerank("cordless drill", bm25_list())
+        assert (excinfo.value.code, excinfo.value.details) == (
+            grpc.StatusCode.UNAVAILABLE, "no model loaded yet; wait for health SERVING")
+        gate.set()
+        c.wait_serving(60)
+        assert c.health("") == "SERVING"
+        assert c.rerank("cordless drill", bm25_list()).items
+    # after a stop, nothing answers
+    with pytest.raises(RerankError):
+        RerankClient(srv.target).health(timeout=0.5)
+
+
+def test_reflection_lists_the_services(server) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(server.target) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    names = {s.name for s in replies[0].list_services_response.service}
+    assert {"shopsearch.reranker.v1.Reranker", "shopsearch.reranker.v1.RerankerAdmin", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_metrics_endpoint(server, client, versions) -> None:
+    client.rerank("tool box", bm25_list())
+    with pytest.raises(RerankError):
+        client.rerank("", bm25_list())
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+    assert f'shopsearch_rerank_model_info{{name="BERM-O",version="{versions["a"]}"}} 1.0' in text
+    for name in ("shopsearch_rerank_requests_total", 'shopsearch_rerank_errors_total{code="INVALID_ARGUMENT"}',
+                 'shopsearch_rerank_latency_seconds_bucket{le="0.005",outcome="ok"}',
+                 'shopsearch_rerank_candidates_bucket{le="10.0"}', "shopsearch_rerank_model_latency_seconds_count"):
+        assert name in text, name
+    assert server.metrics.value("shopsearch_rerank_candidates_count") >= 1
+
+
+def test_one_json_log_line_per_request(client, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="reranker.requests")
+    client.rerank("claw hammer", bm25_list(), explain=True)
+    with pytest.raises(RerankError):
+        client.rerank("claw hammer", [])
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "reranker.requests"]
+    assert len(lines) == 2
+    ok, bad = lines
+    assert ok["code"] == "OK" and ok["query"] == "claw hammer" and ok["candidates"] == len(TITLES)
+    assert ok["status"] == "reranked" and ok["returned"] == len(TITLES) and ok["ms"] >= ok["model_ms"] > 0
+    assert bad["code"] == "INVALID_ARGUMENT" and bad["error"] == "no candidates to rerank"
+
+
+# -- reload ----------------------------------------------------------------------------------------
+
+def test_reload_under_load_loses_no_request(artifacts, versions) -> None:
+    with RerankServer(config(workers=8), loader=load_berm_o, artifact=artifacts["a"]) as srv:
+        srv.wait_ready(120)
+        stop = threading.Event()
+        seen: list[list[str]] = [[] for _ in range(4)]
+        failures: list[Exception] = []
+
+        def hammer(log: list[str]) -> None:
+            with RerankClient(srv.target, timeout_s=30) as c:
+                while not stop.is_set():
+                    try:
+                        log.append(c.rerank("cordless drill", bm25_list()).model_version)
+                    except Exception as err:  # any failure is the test failing
+                        failures.append(err)
+
+        threads = [threading.Thread(target=hammer, args=(log,)) for log in seen]
+        for t in threads:
+            t.start()
+
+        def until(condition) -> None:
+            deadline = time.monotonic() + 60
+            while not condition() and not failures:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+
+        until(lambda: all(seen))  # every client has had an answer from the old model
+        with RerankClient(srv.target) as admin:
+            reloaded = admin.reload(str(artifacts["b"]))
+        until(lambda: all(versions["b"] in log[-3:] for log in seen))  # and a few from the new one
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[:3]
+    assert (reloaded.previous_version, reloaded.model_version) == (versions["a"], versions["b"])
+    assert reloaded.load_ms > 0
+    for log in seen:
+        assert log and log[0] == versions["a"] and log[-1] == versions["b"]
+        switch = log.index(versions["b"])
+        assert set(log[:switch]) == {versions["a"]} and set(log[switch:]) == {versions["b"]}  # never back
+
+
+def test_reload_on_file_change_and_a_bad_reload_keeps_the_old_model(artifacts, versions, tmp_path) -> None:
+    live = tmp_path / "live"
+    shutil.copytree(artifacts["a"], live)
+    with RerankServer(config(reload_poll_s=0.1), loader=load_berm_o, artifact=live) as srv, \
+            RerankClient(srv.target) as c:
+        srv.wait_ready(120)
+        assert c.rerank("cordless drill", bm25_list()).model_version == versions["a"]
+        # a new version is put in place the way build_artifact does it: a whole folder swapped in
+        staged = tmp_path / "live.building"
+        shutil.copytree(artifacts["b"], staged)
+        shutil.rmtree(live)
+        staged.rename(live)
+        deadline = time.monotonic() + 60
+        while c.rerank("cordless drill", bm25_list()).model_version != versions["b"]:
+            assert time.monotonic() < deadline, "the file watcher did not reload the new artifact"
+            time.sleep(0.1)
+        assert srv.metrics.value("shopsearch_rerank_reloads_total", {"result": "ok"}) == 1
+        # a corrupt artifact asked for by Reload is refused; the old model keeps serving
+        broken = tmp_path / "broken"
+        shutil.copytree(artifacts["a"], broken)
+        (broken / "pair.onnx").write_bytes(b"not an onnx graph")
+        with pytest.raises(RerankError) as excinfo:
+            c.reload(str(broken))
+        assert excinfo.value.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert excinfo.value.details.startswith(f"{broken}: corrupt artifact")
+        assert c.rerank("cordless drill", bm25_list()).model_version == versions["b"]
+        assert c.health() == "SERVING"
+
+
+# -- refusing to start ---------------------------------------------------------------------------------
+
+def test_corrupt_or_missing_artifact_refuses_to_start(artifacts, tmp_path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(artifacts["a"], broken)
+    (broken / "pair.onnx").write_bytes(b"\x00garbage")
+    srv = RerankServer(config(), loader=load_berm_o, artifact=broken)
+    port = srv.start()
+    with pytest.raises(ServerStartError) as excinfo:
+        srv.wait_ready(60)
+    message = str(excinfo.value)
+    assert message.startswith(f"{broken}: corrupt artifact (") and "\n" not in message
+    with pytest.raises(RerankError):  # the port is closed again
+        RerankClient(f"127.0.0.1:{port}").health(timeout=0.5)
+
+    missing = RerankServer(config(), loader=load_berm_o, artifact=tmp_path / "nothing-here")
+    missing.start()
+    with pytest.raises(ServerStartError, match=r"nothing-here: no model artifact there"):
+        missing.wait_ready(60)
+
+
+def test_a_port_in_use_refuses_to_start(server) -> None:
+    with pytest.raises(ServerStartError, match=rf"cannot listen on 127.0.0.1:{server.port}"):
+        RerankServer(config(port=server.port), model=Bm25Order()).start()
+
+
+class ForgetfulModel(Bm25Order):
+    """Breaks the protocol: drops the last candidate's score without calling it unscored."""
+
+    version = "forgetful-1"
+
+    def rerank(self, query, candidates, explain=False):
+        output = super().rerank(query, candidates, explain)
+        output.scored.pop()
+        return output
+
+
+def test_a_model_that_loses_a_score_is_an_internal_error_not_a_short_answer() -> None:
+    with RerankServer(config(), model=ForgetfulModel()) as srv, RerankClient(srv.target) as c:
+        srv.wait_ready(10)
+        with pytest.raises(RerankError) as excinfo:
+            c.rerank("cordless drill", bm25_list())
+        assert (excinfo.value.code, excinfo.value.details) == (
+            grpc.StatusCode.INTERNAL, "model forgetful-1: the model did not account for every candidate exactly once")
+        assert c.health() == "SERVING"
