@@ -59,7 +59,7 @@ def test_one_score_per_candidate_in_input_order_and_parts_add_up(online):
         assert s.score == pytest.approx(s.zero_order + s.k_order + s.bm25_part, abs=1e-5)
         assert s.neighbors and {n.path for n in s.neighbors} <= {"Q-I", "Q-I-Q", "I-Q", "I-Q-I"}
     assert len({round(s.score, 6) for s in out.scored}) > 1  # the scores depend on the item
-    assert set(out.timings_ms) == {"query", "items", "model"}
+    assert set(out.timings_ms) == {"query_context", "item_lookup", "onnx"}
 
 
 def test_onnx_path_matches_the_torch_path(artifact, online):

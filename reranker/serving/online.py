@@ -98,7 +98,7 @@ class Scored:
 class RerankOutput:
     scored: list[Scored]  # in input order
     unscored: list[str]  # unknown ids sent without text
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float]  # query_context (bi-encoder + neighbors, cached per query), item_lookup, onnx
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,7 +342,9 @@ class OnlineReranker:
         with torch_threads(1):
             vec = self.builder.query_vector(text, query_id).astype(np.float32)
         self.builder._text_vectors.pop(text, None)  # this class keeps its own bounded cache
-        tokens = np.asarray(self.vocab.encode(text, self.max_query_tokens) or [0], dtype=np.int64)
+        tokens = np.zeros(self.max_query_tokens, dtype=np.int64)
+        encoded = self.vocab.encode(text, self.max_query_tokens)
+        tokens[: len(encoded)] = encoded
         d = vec.shape[0]
         ctx, ctx_w, has, neighbors = np.zeros((2, d), np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32), []
         if self.query_ctx is not None:
@@ -389,7 +391,8 @@ class OnlineReranker:
         order = known + fresh
         n = len(order)
         if n == 0:
-            return RerankOutput([], unscored, {"query": 1000 * (after_query - began), "items": 0.0, "model": 0.0})
+            return RerankOutput([], unscored, {"query_context": 1000 * (after_query - began), "item_lookup": 0.0,
+                                               "onnx": 0.0})
         rows = np.fromiter((self.item_row[c.product_id] for c in known), dtype=np.int64, count=len(known))
         tokens = [self.item_tokens[r] for r in rows]
         i_vec = [self.item_store.vectors[self.item_store._rows[c.product_id]] for c in known]
@@ -402,7 +405,7 @@ class OnlineReranker:
             i_vec += list(f_vec)
             ctx, ctx_w, has = np.concatenate([ctx, f_ctx]), np.concatenate([ctx_w, f_w]), np.concatenate([has, f_has])
             neighbors += f_nb
-        width = max(1, max(int(np.count_nonzero(t)) for t in tokens))
+        width = self.max_title_tokens  # fixed shapes: ONNX Runtime then reuses its buffers every request
         i_tokens = np.zeros((n, width), dtype=np.int64)
         for row, t in enumerate(tokens):
             t = t[t != 0][:width]
@@ -424,6 +427,6 @@ class OnlineReranker:
             s, z, k = float(score[row]), float(zero[row]), float(k_order[row])
             by_id[c.product_id] = Scored(c.product_id, s, z, k, s - z - k, nbs)
         scored = [by_id[c.product_id] for c in candidates if c.product_id in by_id]
-        timings = {"query": 1000 * (after_query - began), "items": 1000 * (after_items - after_query),
-                   "model": 1000 * (done - after_items)}
+        timings = {"query_context": 1000 * (after_query - began), "item_lookup": 1000 * (after_items - after_query),
+                   "onnx": 1000 * (done - after_items)}
         return RerankOutput(scored, unscored, timings)
