@@ -109,15 +109,16 @@ def rerank(
 
 
 # -- the demo stack under load (issue 6) -------------------------------------------------------------
-def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int) -> list[str]:
-    """Distinct texts of the split's test queries, in a stable order."""
+def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int, seed: int = 0) -> list[str]:
+    """`limit` distinct texts of the split's test queries, a seeded sample in a stable order."""
+    import random
+
     from searchstack.cli import current_split, read_catalog
 
     catalog = read_catalog(settings, fmt, path)
     split = current_split(settings, catalog)
     texts = sorted({catalog.queries[q].text for q in split.test if q in catalog.queries})
-    step = max(1, len(texts) // max(1, limit))
-    return texts[::step][:limit]
+    return sorted(random.Random(seed).sample(texts, min(limit, len(texts))))
 
 
 @app.command()
@@ -175,6 +176,8 @@ def e2e(
     rate: Annotated[float, typer.Option(min=1, max=500, help="Queries a second, both modes together.")] = 50.0,
     seconds: Annotated[float, typer.Option(min=2, max=600, help="Timed duration (after a 3 s warm-up).")] = 30.0,
     queries: Annotated[int, typer.Option(min=1, help="Distinct test-split queries cycled through.")] = 200,
+    send_text: Annotated[Optional[bool], typer.Option("--send-text/--no-send-text", help="Send titles with the candidates (default: the page's setting).")] = None,
+    seed: Annotated[int, typer.Option(help="Which test queries; a reranker that saw them in an earlier run has them cached, so pick another seed for cold figures.")] = 0,
     fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.home_depot,
     path: Annotated[Optional[Path], typer.Option(help="Catalog path (defaults as in `shopsearch index`).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
@@ -187,8 +190,8 @@ def e2e(
     settings = load_settings()
     if not web_answering(settings.web_url):
         raise StackError(f"no page answers on {settings.web_url}; start the stack with ./scripts/demo.sh")
-    texts = _test_queries(settings, fmt, path, queries)
-    report = bench_e2e(settings.web_url, texts, rate=rate, seconds=seconds, progress=console.log)
+    texts = _test_queries(settings, fmt, path, queries, seed)
+    report = bench_e2e(settings.web_url, texts, rate=rate, seconds=seconds, send_text=send_text, progress=console.log)
     print_report(report, console)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -277,6 +277,11 @@ class LocalNode:
         if self._pid() is not None:
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        # The node removes its pid file early in its shutdown; it is gone once it stops listening,
+        # and only then can a new node take the ports (a stop-then-start would find them in use).
+        while time.monotonic() < deadline and (port_in_use(self.host, self.port) or
+                                               port_in_use(self.host, self.transport_port)):
+            time.sleep(0.2)
         return True
 
     def _node_user(self) -> str | None:

@@ -8,4 +8,9 @@ bash scripts/bootstrap.sh
 if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null
 fi
+# The browser test drives Debian's chromium through Playwright (never a browser build of its own).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium from Debian (for the browser test)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+fi
 exec .venv/bin/python -m pytest "$@"

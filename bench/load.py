@@ -1,0 +1,425 @@
+"""Load and fault test: N clients for T seconds against the page's search endpoint and the gRPC
+reranker, with malformed and oversized requests mixed in, while the reranker is killed and
+restarted and Elasticsearch is stopped and started.
+
+Bounded: at most `max_requests` requests, `seconds` of load plus at most `recovery_s` more while
+waiting for the stack to recover, loopback addresses only; it stops by itself.
+
+Every request ends in one of:
+- reranked: the page answered with the reranked order, or found nothing to rerank (or gRPC answered OK);
+- fallback: the page answered with the BM25 order and said why;
+- error: a clear refusal: a 4xx with a one-line reason (bad input), a 503 with a one-line reason
+  (Elasticsearch down), or a gRPC status with its reason (INVALID_ARGUMENT, UNAVAILABLE, ...);
+- failed: no answer (connection refused, timeout), a 500, an answer that is not the page's JSON,
+  or gRPC INTERNAL/UNKNOWN.
+A request is *hung* when its answer took longer than its budget plus `slack_ms` (the load
+generator and three servers share two cores), whatever the answer was.
+
+Pass: nothing failed, nothing hung, and after the last fault was undone both the page and gRPC
+gave reranked answers again (the times to that are reported), with most of the page's normal
+requests of the final seconds reranked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from reranker.client import Candidate, RerankError
+
+OUTCOMES = ("reranked", "fallback", "error", "failed")
+LOOPBACK = ("127.", "localhost", "[::1]")
+
+
+def check_loopback(address: str) -> None:
+    host = urllib.parse.urlsplit(address if "//" in address else f"//{address}").hostname or ""
+    if not (host.startswith("127.") or host in ("localhost", "::1")):
+        raise ValueError(f"the load test only targets loopback addresses, not {address!r}")
+
+
+@dataclass
+class Stats:
+    n: int
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+def stats(values: list[float]) -> Stats:
+    if not values:
+        return Stats(0, math.nan, math.nan, math.nan, math.nan)
+    a = np.asarray(values)
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return Stats(len(a), float(p50), float(p95), float(p99), float(a.max()))
+
+
+@dataclass
+class Fault:
+    at_s: float  # when, from the start of the load (it waits for the fault before it)
+    name: str
+    action: Callable[[], object]
+
+
+@dataclass
+class FaultRecord:
+    name: str
+    at_s: float
+    took_s: float
+    error: str = ""
+
+
+@dataclass
+class Record:
+    sent_s: float
+    channel: str  # "web" or "grpc"
+    shape: str  # "normal", "malformed" or "oversized"
+    outcome: str  # one of OUTCOMES
+    ms: float
+    detail: str  # status code / gRPC code and reason, shortened
+    hung: bool = False
+
+
+@dataclass
+class LoadConfig:
+    web_url: str
+    grpc_target: str | None
+    queries: list[str]
+    lists: dict[str, list[Candidate]] = field(default_factory=dict)  # per query: BM25 candidates for gRPC
+    clients: int = 8
+    grpc_clients: int = 2  # of `clients`, how many call gRPC directly
+    seconds: float = 60.0
+    rate_per_client: float = 4.0  # requests a second each (paced, not closed-loop)
+    max_requests: int = 20_000
+    bad_share: float = 0.15  # malformed or oversized, half and half
+    web_budget_ms: float = 1500.0  # the page's own budget (settings.web_budget_ms)
+    grpc_deadline_ms: float = 1000.0
+    slack_ms: float = 1000.0
+    recovery_s: float = 90.0
+    seed: int = 7
+
+
+@dataclass
+class LoadReport:
+    config: dict
+    seconds: float
+    sent: int
+    outcomes: dict[str, dict[str, int]]  # channel -> outcome -> count
+    shapes: dict[str, dict[str, int]]  # shape -> outcome -> count
+    hung: int
+    latency_ms: dict[str, Stats]  # "web", "grpc", and per web outcome
+    faults: list[FaultRecord]
+    recovered: bool
+    recovery_s: dict[str, float | None]  # after the last fault: first reranked answer, per channel
+    final_reranked_share: float | None
+    errors_seen: dict[str, int]  # detail -> count, the most common ones
+    passed: bool
+    reasons: list[str]
+
+
+# -- one request of each kind ------------------------------------------------------------------------
+
+def web_request(base: str, query: str, shape: str, rng: random.Random, timeout_s: float) -> tuple[str, str]:
+    """(outcome, detail) of one GET to the page's JSON endpoint."""
+    if shape == "normal":
+        params = {"q": query, "page": str(rng.choice([1, 1, 1, 2, 3]))}
+        url = f"{base}/api/search?{urllib.parse.urlencode(params)}"
+    elif shape == "malformed":
+        url = base + rng.choice([
+            "/api/search", "/api/search?q=", "/api/search?q=%20%20", f"/api/search?q={urllib.parse.quote(query)}&page=abc",
+            f"/api/search?q={urllib.parse.quote(query)}&page=0", f"/api/search?q={urllib.parse.quote(query)}&page=-5",
+            "/api/search?q=%ff%fe%00", "/api/search?q=drill&page=1e9", "/api/nothing-here",
+        ])
+    else:  # oversized: a long query, a URL past the server's request-line limit
+        url = base + rng.choice([f"/api/search?q={'drill%20' * 400}", f"/api/search?q={'x' * 70_000}"])
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body, status = response.read(), response.status
+    except urllib.error.HTTPError as err:
+        body, status = err.read(), err.code
+    except (OSError, ValueError) as err:  # refused, reset, timed out
+        return "failed", f"no answer ({type(err).__name__})"
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if status == 200 and isinstance(answer, dict) and "status" in answer:
+        if answer.get("total_hits") == 0:
+            return "reranked", "200 no hits (nothing to rerank)"
+        if answer["status"] in ("reranked", "partial"):
+            return "reranked", "200 reranked"
+        return "fallback", f"200 fallback: {answer.get('notice', '')[:80]}"
+    if 400 <= status < 500 or status == 503:
+        reason = answer.get("error") or answer.get("detail") if isinstance(answer, dict) else body[:80].decode(errors="replace")
+        return "error", f"{status} {str(reason)[:80]}"
+    return "failed", f"{status} {body[:80].decode(errors='replace')}"
+
+
+def grpc_request(link, query: str, candidates: list[Candidate], shape: str, rng: random.Random,
+                 timeout_s: float) -> tuple[str, str]:
+    if shape == "normal":
+        query_sent, sent = query, candidates
+    elif shape == "malformed":
+        kind = rng.randrange(4)
+        query_sent, sent = query, list(candidates)
+        if kind == 0:
+            query_sent = "   "
+        elif kind == 1 and len(sent) > 1:
+            sent[1] = Candidate(sent[0].product_id, sent[1].bm25, sent[1].bm25_rank)
+        elif kind == 2:
+            sent[0] = Candidate(sent[0].product_id, float("nan"), 1)
+        else:
+            sent = []
+    else:
+        kind = rng.randrange(3)
+        query_sent, sent = query, candidates
+        if kind == 0:
+            sent = [Candidate(f"x{i}", 1.0, i + 1) for i in range(5000)]  # more than the server takes
+        elif kind == 1:
+            sent = [Candidate(c.product_id, c.bm25, c.bm25_rank, "long title " * 500) for c in candidates[:5]]
+        else:
+            query_sent = "drill " * 2000
+    try:
+        result = link.rerank(query_sent, sent, False, timeout_s)
+    except RerankError as err:
+        outcome = "failed" if err.code.name in ("INTERNAL", "UNKNOWN") else "error"
+        return outcome, f"{err.code.name}: {err.details[:80]}"
+    return "reranked", "OK partial" if result.partial else "OK"
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+class LoadRun:
+    def __init__(self, config: LoadConfig, faults: list[Fault], progress: Callable[[str], None] | None = None) -> None:
+        check_loopback(config.web_url)
+        if config.grpc_target:
+            check_loopback(config.grpc_target)
+        if not config.queries:
+            raise ValueError("the load test needs at least one query")
+        self.config, self.faults, self.progress = config, faults, progress or (lambda _: None)
+        self.records: list[Record] = []
+        self.fault_records: list[FaultRecord] = []
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._stop = threading.Event()
+        self._faults_done = threading.Event()
+        self._faults_done_at: float | None = None
+        self._began = 0.0
+
+    def _now(self) -> float:
+        return time.monotonic() - self._began
+
+    def _take_ticket(self) -> bool:
+        with self._lock:
+            if self._sent >= self.config.max_requests:
+                return False
+            self._sent += 1
+            return True
+
+    def _client(self, index: int, channel: str) -> None:
+        from frontend.search import RerankerLink
+
+        cfg = self.config
+        rng = random.Random(cfg.seed * 1000 + index)
+        link = RerankerLink(cfg.grpc_target) if channel == "grpc" else None
+        interval = 1.0 / cfg.rate_per_client
+        next_at = self._now() + rng.random() * interval
+        budget_ms = cfg.web_budget_ms if channel == "web" else cfg.grpc_deadline_ms
+        try:
+            while not self._stop.is_set():
+                wait = next_at - self._now()
+                if wait > 0 and self._stop.wait(wait):
+                    break
+                next_at = max(next_at + interval, self._now())
+                if not self._take_ticket():
+                    break
+                roll = rng.random()
+                shape = "normal" if roll >= cfg.bad_share else "malformed" if roll < cfg.bad_share / 2 else "oversized"
+                query = rng.choice(cfg.queries)
+                sent = self._now()
+                if channel == "web":
+                    outcome, detail = web_request(cfg.web_url, query, shape, rng, (budget_ms + cfg.slack_ms) / 1000 + 5)
+                else:
+                    outcome, detail = grpc_request(link, query, cfg.lists.get(query, []) or
+                                                   [Candidate("none", 1.0, 1)], shape, rng, budget_ms / 1000)
+                ms = 1000 * (self._now() - sent)
+                record = Record(sent, channel, shape, outcome, ms, detail, hung=ms > budget_ms + cfg.slack_ms)
+                with self._lock:
+                    self.records.append(record)
+        finally:
+            if link is not None:
+                link.close()
+
+    def _run_faults(self) -> None:
+        for fault in self.faults:
+            wait = fault.at_s - self._now()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            began = self._now()
+            self.progress(f"{began:5.1f} s  {fault.name}")
+            error = ""
+            try:
+                fault.action()
+            except Exception as err:  # recorded: a fault action that fails is itself a finding
+                error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                self.progress(f"        {fault.name} failed: {error}")
+            self.fault_records.append(FaultRecord(fault.name, round(began, 2), round(self._now() - began, 2), error))
+        self._faults_done_at = self._now()
+        self._faults_done.set()
+        self.progress(f"{self._faults_done_at:5.1f} s  all faults done; waiting for recovery")
+
+    def _recovered_since(self, since: float) -> dict[str, float | None]:
+        first: dict[str, float | None] = {"web": None, "grpc": None}
+        with self._lock:
+            records = list(self.records)
+        for r in records:
+            if r.sent_s >= since and r.shape == "normal" and r.outcome == "reranked" and first[r.channel] is None:
+                first[r.channel] = round(r.sent_s - since, 2)
+        return first
+
+    def run(self) -> LoadReport:
+        cfg = self.config
+        grpc_clients = min(cfg.grpc_clients, cfg.clients) if cfg.grpc_target else 0
+        self._began = time.monotonic()
+        threads = [threading.Thread(target=self._client, args=(i, "grpc" if i < grpc_clients else "web"),
+                                    name=f"load-{i}", daemon=True) for i in range(cfg.clients)]
+        controller = threading.Thread(target=self._run_faults, name="faults", daemon=True)
+        for t in threads:
+            t.start()
+        controller.start()
+        hard_end = cfg.seconds + cfg.recovery_s
+        while self._now() < hard_end:
+            time.sleep(0.25)
+            if self._now() < cfg.seconds or not self._faults_done.is_set():
+                continue
+            first = self._recovered_since(self._faults_done_at)
+            wanted = ("web", "grpc") if grpc_clients else ("web",)
+            if all(first[c] is not None for c in wanted) and self._now() >= max(cfg.seconds, self._faults_done_at + 5):
+                break
+            if self._sent >= cfg.max_requests:
+                break
+        self._stop.set()
+        for t in threads:
+            t.join(30)
+        controller.join(5)
+        return self._report(grpc_clients)
+
+    def _report(self, grpc_clients: int) -> LoadReport:
+        cfg = self.config
+        records = list(self.records)
+        outcomes: dict[str, dict[str, int]] = {}
+        shapes: dict[str, dict[str, int]] = {}
+        for r in records:
+            outcomes.setdefault(r.channel, dict.fromkeys(OUTCOMES, 0))[r.outcome] += 1
+            shapes.setdefault(r.shape, dict.fromkeys(OUTCOMES, 0))[r.outcome] += 1
+        latency = {channel: stats([r.ms for r in records if r.channel == channel]) for channel in ("web", "grpc")}
+        for outcome in OUTCOMES:
+            latency[f"web {outcome}"] = stats([r.ms for r in records if r.channel == "web" and r.outcome == outcome])
+        hung = sum(r.hung for r in records)
+        failed = sum(r.outcome == "failed" for r in records)
+        done_at = self._faults_done_at
+        recovery = self._recovered_since(done_at) if done_at is not None else {"web": None, "grpc": None}
+        end = max((r.sent_s for r in records), default=0.0)
+        final = [r for r in records if r.channel == "web" and r.shape == "normal" and done_at is not None
+                 and r.sent_s >= max(done_at, end - 5.0)]
+        final_share = sum(r.outcome == "reranked" for r in final) / len(final) if final else None
+        wanted = ("web", "grpc") if grpc_clients else ("web",)
+        recovered = done_at is not None and all(recovery[c] is not None for c in wanted) \
+            and final_share is not None and final_share >= 0.5
+        reasons = []
+        if failed:
+            reasons.append(f"{failed} request(s) got no answer or a failure")
+        if hung:
+            reasons.append(f"{hung} request(s) took longer than budget + {cfg.slack_ms:.0f} ms")
+        if done_at is None:
+            reasons.append("the faults did not all run within the time limit")
+        elif not recovered:
+            reasons.append(f"no recovery after the last fault (first reranked answer: {recovery}; "
+                           f"reranked share of the final seconds: {final_share})")
+        if any(f.error for f in self.fault_records):
+            reasons.append("a fault action failed: " + "; ".join(f"{f.name}: {f.error}" for f in self.fault_records if f.error))
+        errors = Counter(r.detail for r in records if r.outcome in ("error", "failed", "fallback"))
+        return LoadReport(
+            config={k: v for k, v in asdict(cfg).items() if k not in ("queries", "lists")} | {"queries": len(cfg.queries)},
+            seconds=round(self._now(), 1), sent=len(records), outcomes=outcomes, shapes=shapes, hung=hung,
+            latency_ms=latency, faults=self.fault_records, recovered=recovered, recovery_s=recovery,
+            final_reranked_share=final_share, errors_seen=dict(errors.most_common(15)),
+            passed=not reasons, reasons=reasons,
+        )
+
+
+def as_dict(report: LoadReport) -> dict:
+    return asdict(report)
+
+
+def print_report(report: LoadReport, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Load and fault test: {report.sent:,} requests in {report.seconds:.0f} s "
+                        f"({report.config['clients']} clients)", title_justify="left")
+    for column in ("channel / shape", "sent", *OUTCOMES):
+        table.add_column(column, justify="left" if column == "channel / shape" else "right")
+    for label, counts in [*report.outcomes.items(), *((f"  {k}", v) for k, v in report.shapes.items())]:
+        table.add_row(label, str(sum(counts.values())), *(str(counts[o]) for o in OUTCOMES))
+    console.print(table)
+    lat = Table(title="latency, ms (from send to answer)", title_justify="left")
+    for column in ("requests", "n", "p50", "p95", "p99", "max"):
+        lat.add_column(column, justify="left" if column == "requests" else "right")
+    for name, s in report.latency_ms.items():
+        if s.n:
+            lat.add_row(name, str(s.n), f"{s.p50:.1f}", f"{s.p95:.1f}", f"{s.p99:.1f}", f"{s.max:.1f}")
+    console.print(lat)
+    for f in report.faults:
+        console.print(f"fault at {f.at_s:5.1f} s: {f.name} ({f.took_s:.1f} s){' FAILED: ' + f.error if f.error else ''}",
+                      highlight=False)
+    console.print(f"hung past budget + slack: {report.hung}; recovered: {report.recovered} "
+                  f"(first reranked answer after the last fault: {report.recovery_s}; reranked share of the final "
+                  f"5 s: {report.final_reranked_share if report.final_reranked_share is None else round(report.final_reranked_share, 3)})",
+                  highlight=False)
+    if report.errors_seen:
+        console.print("most common non-reranked answers: " + "; ".join(f"{n}x {d}" for d, n in report.errors_seen.items()),
+                      highlight=False)
+    console.print(f"[bold]{'PASS' if report.passed else 'FAIL'}[/bold]" + ("" if report.passed else ": " + "; ".join(report.reasons)))
+
+
+# -- the faults of the demo stack ------------------------------------------------------------------------
+
+def stack_faults(stack, serve_argv: list[str], target: str, node, seconds: float,
+                 env: dict[str, str] | None = None) -> list[Fault]:
+    """Kill -9 the reranker and start it again; stop Elasticsearch and start it again (when `node`,
+    a LocalNode of this project, is given). Each start waits until the service is healthy."""
+    from searchstack.stack import RERANKER, StackError, reranker_serving
+
+    def kill_reranker() -> None:
+        if not stack.kill(RERANKER):
+            raise StackError("the reranker was not running")
+
+    def start_reranker() -> None:
+        stack.start(RERANKER, serve_argv, lambda: reranker_serving(target), timeout_s=300, env=env)
+
+    faults = [Fault(0.15 * seconds, "kill -9 the reranker", kill_reranker),
+              Fault(0.30 * seconds, "start the reranker (until SERVING)", start_reranker)]
+    if node is not None:
+        faults += [Fault(0.45 * seconds, "stop Elasticsearch", lambda: node.stop()),
+                   Fault(0.55 * seconds, "start Elasticsearch (until healthy)", lambda: node.start())]
+    return faults
+
+
+def bm25_lists(es, alias: str, queries: list[str], depth: int = 100) -> dict[str, list[Candidate]]:
+    """Each query's BM25 top-`depth` as gRPC candidates (ids, scores, ranks; no text)."""
+    from evaluation.retrieval import bm25_top
+
+    hits = bm25_top(es, alias, {q: q for q in queries}, size=depth)
+    return {q: [Candidate(pid, score, rank) for rank, (pid, score) in enumerate(items.items(), start=1)]
+            for q, items in hits.items()}

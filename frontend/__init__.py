@@ -1,0 +1,1 @@
+"""The demo search page: Elasticsearch BM25 beside the reranked order (see frontend/app.py)."""

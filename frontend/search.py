@@ -1,0 +1,480 @@
+"""One search as the page shows it: BM25 from Elasticsearch, the top-N reranked, within a time budget.
+
+    service = SearchService(es, RerankerLink("127.0.0.1:50051"), SearchConfig(alias="products"))
+    result = service.search("cordless drill", page=1)
+
+- Elasticsearch answers with the BM25 list (`es_config.query.bm25_query`, the one BM25 query).
+- Its top `rerank_depth` go to the reranker with a deadline; the final list is the reranked top-N,
+  then the BM25 hits past N in BM25 order. Both columns page through their own list.
+- The whole search keeps to `budget_ms`: Elasticsearch gets at most `es_timeout_ms` of it, the
+  reranker what is left up to `rerank_deadline_ms`. A reranker that is down, slow or refuses the
+  request costs at most its deadline: the answer is the BM25 order with `status="fallback"` and a
+  plain `notice` saying why.
+- Elasticsearch down or the index missing raises `SearchUnavailable` (one line); a bad query or page
+  raises `BadRequest` (one line). Nothing else is expected to leave this module.
+- Where the query has human grades, each row carries its grade and each column its NDCG@10
+  (linear gain, unjudged = 0, the variant of evaluation/metrics.py; undefined, so None, when the
+  query has no item of positive grade).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import grpc
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+from es_config.query import bm25_query
+from reranker.client import Candidate, Explanation, RerankClient, RerankError, RerankResult
+
+log = logging.getLogger(__name__)
+
+MAX_RESULT_WINDOW = 10_000  # Elasticsearch's index.max_result_window
+RENDER_RESERVE_MS = 30.0  # kept back from the budget for building the answer
+NEIGHBOR_ROWS = 6  # neighbors shown per item in the explain view
+NDCG_K = 10
+TITLE_CACHE = 100_000  # product titles remembered for naming neighbors
+
+
+class BadRequest(ValueError):
+    """A query or page the page will not search for; the message is one line, for the user."""
+
+
+class SearchUnavailable(Exception):
+    """Elasticsearch cannot answer (down, starting, index missing); the message is one line."""
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchConfig:
+    alias: str = "products"
+    page_size: int = 10
+    rerank_depth: int = 100
+    budget_ms: float = 1500.0
+    es_timeout_ms: float = 1000.0
+    rerank_deadline_ms: float = 300.0
+    send_text: bool = False
+    explain: bool = True
+    max_query_chars: int = 200
+    max_page: int = 50
+
+    @classmethod
+    def from_settings(cls, settings, **overrides) -> "SearchConfig":
+        fields = dict(
+            alias=settings.index_alias, page_size=settings.web_page_size, rerank_depth=settings.web_rerank_depth,
+            budget_ms=settings.web_budget_ms, es_timeout_ms=settings.web_es_timeout_ms,
+            rerank_deadline_ms=settings.web_rerank_deadline_ms, send_text=settings.web_send_text,
+            explain=settings.web_explain, max_query_chars=settings.web_max_query_chars,
+            max_page=settings.web_max_page,
+        )
+        return cls(**{**fields, **overrides})
+
+
+# -- human grades ------------------------------------------------------------------------------------
+
+def query_key(text: str) -> str:
+    """Grades are looked up by the query as typed, case and spacing aside."""
+    return " ".join(text.lower().split())
+
+
+@dataclass
+class Grades:
+    """Human grades by query text, and query ids -> text (to name query neighbors in explain)."""
+
+    by_query: dict[str, dict[str, float]] = field(default_factory=dict)
+    query_texts: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_catalog(cls, catalog) -> "Grades":
+        by_query: dict[str, dict[str, float]] = {}
+        texts = {q.query_id: q.text for q in catalog.queries.values()}
+        for q, items in catalog.judgments_by_query().items():
+            if q in texts:
+                merged = by_query.setdefault(query_key(texts[q]), {})
+                for product_id, gain in items.items():
+                    merged.setdefault(product_id, gain)
+        return cls(by_query, texts)
+
+    def of(self, query: str) -> dict[str, float] | None:
+        return self.by_query.get(query_key(query))
+
+
+def ndcg_at(ranked_ids: Iterable[str], grades: dict[str, float], k: int = 10) -> float | None:
+    """NDCG@k with linear gain (DCG = sum gain_i / log2(i + 1), ranx's `ndcg`); unjudged items gain 0.
+
+    None when no item has a positive grade: NDCG is undefined there, not 0.
+    """
+    ideal = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
+    if not ideal:
+        return None
+    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+    dcg = sum(grades.get(pid, 0.0) / math.log2(i + 2) for i, pid in enumerate(list(ranked_ids)[:k]))
+    return dcg / idcg
+
+
+# -- the typed rows ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NeighborView:
+    path: str  # "Q-I", "Q-I-Q" (the query's) or "I-Q", "I-Q-I" (the item's)
+    node_id: str
+    label: str  # a product title or a query text where known, else the id
+    attention: float
+
+
+@dataclass(frozen=True)
+class ExplainView:
+    zero_order: float
+    k_order: float
+    bm25_part: float
+    neighbors: tuple[NeighborView, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One product in one column: the Elasticsearch hit, carried to the page."""
+
+    product_id: str
+    title: str
+    rank: int  # 1-based, in this column's order
+    bm25: float
+    bm25_rank: int
+    score: float | None = None  # the reranker's score; None: placed by BM25
+    grade: float | None = None  # human grade, where the query has one for this product
+    explanation: ExplainView | None = None
+
+    @property
+    def movement(self) -> int:
+        """Places gained against BM25 (negative: moved down)."""
+        return self.bm25_rank - self.rank
+
+
+@dataclass
+class SearchResult:
+    query: str
+    page: int
+    pages: int
+    total_hits: int  # BM25 hits, counted as far as the pages reach
+    more_hits: bool  # True: there are more than total_hits
+    bm25: list[Row]  # this page of the BM25 order
+    reranked: list[Row]  # this page of the final order (BM25 order when status is fallback)
+    status: str  # "reranked", "partial" (some items placed by BM25), "fallback" (BM25 order), "bm25" (not asked)
+    notice: str  # why partial or fallback, in plain words; "" otherwise
+    rerank_depth: int
+    model: str = ""  # name and version of the model that reranked
+    es_ms: float = 0.0  # Elasticsearch round trip
+    rerank_ms: float = 0.0  # reranker round trip (or the time lost waiting for it)
+    explain_ms: float = 0.0  # naming the explain view's neighbors (titles: cached, else one mget)
+    total_ms: float = 0.0
+    server_ms: dict[str, float] = field(default_factory=dict)  # the reranker's own stage timings
+    graded: int = 0  # how many of this query's products have a human grade
+    ndcg_bm25: float | None = None
+    ndcg_reranked: float | None = None
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for column in ("bm25", "reranked"):
+            for row, source in zip(out[column], getattr(self, column)):
+                row["movement"] = source.movement
+        return out
+
+
+# -- the reranker link ---------------------------------------------------------------------------------
+
+class RerankerLink:
+    """The page's way to the reranker: one shared client, replaced after the server drops away.
+
+    grpc's own reconnect backs off for up to two minutes after a failed connection, so a restarted
+    reranker could wait that long for traffic; after UNAVAILABLE this opens a fresh channel (at
+    most one per `rebuild_every_s`), which connects at once. Old channels are closed later, when no
+    call can still be on them.
+    """
+
+    def __init__(self, target: str, rebuild_every_s: float = 0.5) -> None:
+        self.target = target
+        self.rebuild_every_s = rebuild_every_s
+        self._client = RerankClient(target)
+        self._built = time.monotonic()
+        self._retired: list[tuple[float, RerankClient]] = []
+        self._lock = threading.Lock()
+
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool, timeout_s: float) -> RerankResult:
+        client = self._client
+        try:
+            return client.rerank(query, candidates, explain=explain, timeout=timeout_s)
+        except RerankError as err:
+            if err.code is grpc.StatusCode.UNAVAILABLE:
+                self._rebuild(client)
+            raise
+
+    def health(self, timeout_s: float = 0.5) -> str:
+        try:
+            return self._client.health(timeout=timeout_s)
+        except RerankError as err:
+            if err.code is grpc.StatusCode.UNAVAILABLE:
+                self._rebuild(self._client)
+            return f"down ({err.code.name})"
+
+    def _rebuild(self, failed: RerankClient) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._client is not failed or now - self._built < self.rebuild_every_s:
+                return
+            self._retired.append((now, failed))
+            self._client, self._built = RerankClient(self.target), now
+            keep = []
+            for since, old in self._retired:
+                if now - since > 30.0:  # far past any call's deadline
+                    old.close()
+                else:
+                    keep.append((since, old))
+            self._retired = keep
+
+    def close(self) -> None:
+        with self._lock:
+            for _, old in self._retired:
+                old.close()
+            self._retired = []
+            self._client.close()
+
+
+# -- the search ----------------------------------------------------------------------------------------
+
+def parse_page(raw: str | None, max_page: int) -> int:
+    if raw is None or raw == "":
+        return 1
+    try:
+        page = int(raw)
+    except ValueError:
+        raise BadRequest(f"page must be a whole number from 1 to {max_page}, not {raw[:20]!r}") from None
+    if not 1 <= page <= max_page:
+        raise BadRequest(f"page must be a whole number from 1 to {max_page}, not {page}")
+    return page
+
+
+def check_query(raw: str | None, max_chars: int) -> str:
+    query = " ".join((raw or "").split())
+    if not query:
+        raise BadRequest("the query is empty; type what you are looking for")
+    if len(query) > max_chars:
+        raise BadRequest(f"the query has {len(query):,} characters; the most this page takes is {max_chars}")
+    return query
+
+
+def fallback_notice(err: RerankError, deadline_ms: float) -> str:
+    code = err.code
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return "The reranker is not answering, so this is the BM25 order."
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"The reranker did not answer within its {deadline_ms:.0f} ms deadline, so this is the BM25 order."
+    return f"The reranker refused this search ({code.name}: {err.details}), so this is the BM25 order."
+
+
+class SearchService:
+    def __init__(self, es: Elasticsearch, reranker: RerankerLink | None, config: SearchConfig,
+                 grades: Grades | None = None, es_url: str = "") -> None:
+        self.es = es
+        self.reranker = reranker
+        self.config = config
+        self.grades = grades or Grades()
+        self.es_url = es_url
+        self._title_cache: OrderedDict[str, str] = OrderedDict()  # product id -> title, from answers
+        self._titles_lock = threading.Lock()
+
+    # -- the steps ---------------------------------------------------------------------------------
+
+    def _bm25(self, query: str, size: int, timeout_s: float) -> tuple[list[dict], int, bool]:
+        """(hits, total, whether the total is a lower bound); hits are counted as far as the pages go."""
+        count_to = min(MAX_RESULT_WINDOW, self.config.page_size * self.config.max_page)
+        try:
+            answer = self.es.options(request_timeout=timeout_s, max_retries=0).search(
+                index=self.config.alias, query=bm25_query(query), size=size, source_includes=["title"],
+                track_total_hits=count_to, timeout=f"{max(1, int(1000 * timeout_s))}ms")
+        except ApiError as err:
+            if err.meta.status == 404:
+                raise SearchUnavailable(
+                    f"Elasticsearch has no index {self.config.alias!r}; run `shopsearch index` first") from None
+            raise SearchUnavailable(f"Elasticsearch could not search (HTTP {err.meta.status}: {err.message})") from None
+        except TransportError as err:
+            where = f" at {self.es_url}" if self.es_url else ""
+            raise SearchUnavailable(f"Elasticsearch is not answering{where} ({type(err).__name__})") from None
+        hits = answer["hits"]["hits"]
+        total = answer["hits"]["total"]
+        return hits, int(total["value"]), total.get("relation") == "gte"
+
+    def _remember(self, titles: dict[str, str]) -> None:
+        with self._titles_lock:
+            for pid, title in titles.items():
+                self._title_cache[pid] = title
+                self._title_cache.move_to_end(pid)
+            while len(self._title_cache) > TITLE_CACHE:
+                self._title_cache.popitem(last=False)
+
+    def _titles(self, ids: set[str], timeout_s: float) -> dict[str, str]:
+        """Titles of neighbor products: remembered from earlier answers, else one mget (skipped when
+        the budget is nearly spent; the page then shows ids)."""
+        with self._titles_lock:
+            known = {pid: self._title_cache[pid] for pid in ids if pid in self._title_cache}
+        missing = sorted(ids - set(known))
+        if not missing or timeout_s < 0.02:
+            return known
+        try:
+            docs = self.es.options(request_timeout=timeout_s, max_retries=0).mget(
+                index=self.config.alias, ids=missing, source_includes=["title"])["docs"]
+        except (ApiError, TransportError):
+            return known
+        fetched = {d["_id"]: d["_source"].get("title", "") for d in docs if d.get("found")}
+        self._remember(fetched)
+        return {**known, **fetched}
+
+    def _explain_views(self, items: list, titles: dict[str, str], deadline: float) -> dict[str, ExplainView]:
+        item_paths = {"Q-I", "I-Q-I"}  # paths whose nodes are products; the others end at queries
+        wanted = {n.node_id for item in items if item.explanation for n in item.explanation.neighbors
+                  if n.path in item_paths and n.node_id not in titles}
+        left_s = deadline - time.monotonic() - RENDER_RESERVE_MS / 1000
+        titles = {**titles, **self._titles(wanted, min(0.2, left_s))}
+        views = {}
+        for item in items:
+            e: Explanation | None = item.explanation
+            if e is None:
+                continue
+            neighbors = sorted(e.neighbors, key=lambda n: -n.attention)[:NEIGHBOR_ROWS]
+            views[item.product_id] = ExplainView(e.zero_order, e.k_order, e.bm25_part, tuple(
+                NeighborView(n.path, n.node_id,
+                             titles.get(n.node_id, n.node_id) if n.path in item_paths
+                             else self.grades.query_texts.get(n.node_id, n.node_id), n.attention)
+                for n in neighbors))
+        return views
+
+    # -- one search ----------------------------------------------------------------------------------
+
+    def search(self, query: str, page: int = 1, rerank: bool = True, send_text: bool | None = None) -> SearchResult:
+        """One page of both columns; `send_text` overrides the config's choice of sending titles."""
+        began = time.monotonic()
+        cfg = self.config
+        send_text = cfg.send_text if send_text is None else send_text
+        query = check_query(query, cfg.max_query_chars)
+        if not 1 <= page <= cfg.max_page:
+            raise BadRequest(f"page must be a whole number from 1 to {cfg.max_page}, not {page}")
+        deadline = began + cfg.budget_ms / 1000
+        offset = (page - 1) * cfg.page_size
+        size = min(MAX_RESULT_WINDOW, max(cfg.rerank_depth, offset + cfg.page_size, NDCG_K))
+
+        es_began = time.monotonic()
+        hits, total, more = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - es_began))
+        es_ms = 1000 * (time.monotonic() - es_began)
+        titles = {h["_id"]: (h.get("_source") or {}).get("title", "") for h in hits}
+        bm25 = {h["_id"]: (float(h["_score"]), rank) for rank, h in enumerate(hits, start=1)}
+        bm25_order = [h["_id"] for h in hits]
+
+        self._remember(titles)
+        status, notice, model, server_ms, rerank_ms, explain_ms = "bm25", "", "", {}, 0.0, 0.0
+        final: list[tuple[str, float | None]] = [(pid, None) for pid in bm25_order]
+        views: dict[str, ExplainView] = {}
+        if rerank and hits and self.reranker is not None:
+            head = hits[: cfg.rerank_depth]
+            candidates = [Candidate(h["_id"], float(h["_score"]), rank, titles[h["_id"]] if send_text else None)
+                          for rank, h in enumerate(head, start=1)]
+            left_ms = 1000 * (deadline - time.monotonic()) - RENDER_RESERVE_MS
+            timeout_ms = min(cfg.rerank_deadline_ms, left_ms)
+            rerank_began = time.monotonic()
+            if timeout_ms < 5:
+                status = "fallback"
+                notice = "Elasticsearch used up the time for this search, so this is the BM25 order."
+            else:
+                try:
+                    result = self.reranker.rerank(query, candidates, cfg.explain, timeout_ms / 1000)
+                except RerankError as err:
+                    status, notice = "fallback", fallback_notice(err, timeout_ms)
+                    log.info("rerank fell back for %r: %s", query, err)
+                else:
+                    status = "partial" if result.partial else "reranked"
+                    notice = f"Partly reranked: {result.reason}." if result.partial else ""
+                    model, server_ms = f"{result.model_name} {result.model_version}", result.timings_ms
+                    final = [(item.product_id, item.score if item.reranked else None) for item in result.items]
+                    final += [(pid, None) for pid in bm25_order[len(head):]]
+            rerank_ms = 1000 * (time.monotonic() - rerank_began)
+            if status in ("reranked", "partial") and cfg.explain:
+                explain_began = time.monotonic()
+                views = self._explain_views(result.items[offset: offset + cfg.page_size], titles, deadline)
+                explain_ms = 1000 * (time.monotonic() - explain_began)
+
+        grades = self.grades.of(query)
+        graded = grades or {}
+
+        def row(position: int, pid: str, score: float | None) -> Row:
+            b, b_rank = bm25[pid]
+            return Row(pid, titles.get(pid, ""), position, b, b_rank, score, graded.get(pid), views.get(pid))
+
+        window = slice(offset, offset + cfg.page_size)
+        bm25_rows = [row(offset + i + 1, pid, None) for i, pid in enumerate(bm25_order[window])]
+        final_rows = [row(offset + i + 1, pid, score) for i, (pid, score) in enumerate(final[window])]
+        pages = max(1, min(cfg.max_page, math.ceil(min(total, MAX_RESULT_WINDOW) / cfg.page_size)))
+        return SearchResult(
+            query=query, page=page, pages=pages, total_hits=total, more_hits=more, bm25=bm25_rows, reranked=final_rows,
+            status=status, notice=notice, rerank_depth=cfg.rerank_depth, model=model, es_ms=es_ms,
+            rerank_ms=rerank_ms, explain_ms=explain_ms, total_ms=1000 * (time.monotonic() - began), server_ms=server_ms,
+            graded=len(graded), ndcg_bm25=ndcg_at(bm25_order, graded, NDCG_K) if grades else None,
+            ndcg_reranked=ndcg_at([pid for pid, _ in final], graded, NDCG_K) if grades and status in ("reranked", "partial") else None,
+        )
+
+    def health(self) -> dict[str, str]:
+        try:
+            es = self.es.options(request_timeout=0.5, max_retries=0).cluster.health()["status"]
+        except (ApiError, TransportError) as err:
+            es = f"down ({type(err).__name__})"
+        reranker = self.reranker.health() if self.reranker is not None else "off"
+        return {"elasticsearch": es, "reranker": reranker}
+
+
+def make_es(url: str, timeout_ms: float) -> Elasticsearch:
+    """A client that fails fast: no retries, no start-up check (the page starts while ES is down)."""
+    return Elasticsearch(url, request_timeout=timeout_ms / 1000, max_retries=0, retry_on_timeout=False)
+
+
+# -- example queries -----------------------------------------------------------------------------------
+
+def pick_examples(service: SearchService, pool: list[str], n: int) -> list[str]:
+    """Up to `n` of the graded `pool` queries where reranking changes NDCG@10 most for the better.
+
+    Raises SearchUnavailable, or returns [] when the reranker did not answer (try again later).
+    """
+    gains, fallbacks = [], 0
+    for text in pool:
+        try:
+            result = service.search(text)
+        except BadRequest:
+            continue
+        if result.status == "fallback":
+            fallbacks += 1
+            if fallbacks >= 3 and not gains:
+                return []  # the reranker is not there yet
+            continue
+        if result.ndcg_bm25 is None or result.ndcg_reranked is None:
+            continue
+        gains.append((result.ndcg_reranked - result.ndcg_bm25, text))
+    gains.sort(key=lambda pair: -pair[0])
+    better = [text for gain, text in gains if gain > 0]
+    return (better or [text for _, text in gains])[:n]
+
+
+def example_pool(test_queries: Iterable[str], grades: Grades, size: int) -> list[str]:
+    """Test-split query texts with at least three grades and one positive grade, in a stable order."""
+    seen, pool = set(), []
+    for text in sorted(test_queries, key=query_key):
+        key = query_key(text)
+        g = grades.by_query.get(key, {})
+        if key in seen or len(g) < 3 or not any(v > 0 for v in g.values()):
+            continue
+        seen.add(key)
+        pool.append(text)
+    # spread over the alphabet instead of the first `size` in it
+    step = max(1, len(pool) // max(1, size))
+    return pool[::step][:size]

@@ -1,0 +1,165 @@
+"""`shopsearch demo` and `shopsearch web`: the whole stack brought up in order, and the page itself.
+
+demo: Elasticsearch (the local node unless SHOPSEARCH_ES_URL) -> the catalog indexed (skipped when
+unchanged) -> the query split -> BM25 figures (first run) -> a trained BERM-O artifact (the newest of
+`full`, `quick`; trained with the demo profile when there is none) -> `shopsearch serve` and
+`shopsearch web` as background processes (searchstack/stack.py) -> the URL. Each step reuses what
+is already there, so a second run only checks and prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+from rich.console import Console
+
+from searchstack.settings import Settings
+from searchstack.stack import RERANKER, WEB, Stack, StackError, reranker_serving, shopsearch_argv, web_answering
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_PROFILES = ("full", "quick")  # the first one trained is served
+
+
+def serving_artifact(settings: Settings, dataset: str) -> Path | None:
+    """The artifact to serve: SHOPSEARCH_RERANK_ARTIFACT, else the pipeline's (full before quick)."""
+    if settings.rerank_artifact is not None:
+        return settings.rerank_artifact
+    for profile in ARTIFACT_PROFILES:
+        folder = settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}" / "serving"
+        if (folder / "manifest.json").is_file():
+            return folder
+    return None
+
+
+def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:
+    from reranker.training.pipeline import PROFILES, Pipeline
+
+    profile = settings.demo_profile
+    if profile not in PROFILES:
+        raise StackError(f"unknown demo profile {profile!r}; choose {' or '.join(PROFILES)}")
+    console.print(f"no trained reranker for {catalog.name} yet: training the {profile!r} profile "
+                  f"(teacher, labels, graph, FAISS, BERM, BERM-O; about 10 minutes on 2 cores for 'quick')")
+    logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
+    run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
+    run.run(until="berm_o")
+    console.print("trained in " + ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items()))
+    return run.root / "serving"
+
+
+def link_current(settings: Settings, artifact: Path) -> Path:
+    """`<artifacts>/serving` -> the artifact the demo serves (docker-compose's reranker serves that path)."""
+    link = settings.artifacts_dir / "serving"
+    target = os.path.relpath(artifact.resolve(), settings.artifacts_dir.resolve())
+    if link.is_symlink() and os.readlink(link) == target:
+        return link
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        return link  # a real folder someone put there: theirs, left alone
+    link.symlink_to(target, target_is_directory=True)
+    return link
+
+
+def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, console: Console,
+             prepare_only: bool = False) -> None:
+    from evaluation.rankers import BM25Ranker, RandomRanker
+    from evaluation.report import print_table, write_json
+    from evaluation.runner import evaluate_rankers
+    from indexer.bulk_index import connect, index_catalog
+    from searchstack.cli import Format, current_split, es_start, read_catalog
+
+    if settings.es_url is None:
+        es_start(port=None, heap=None)
+    catalog = read_catalog(settings, Format(fmt), path)
+    es = connect(settings.resolved_es_url)
+    report = index_catalog(es, catalog, settings.index_alias, chunk_size=settings.bulk_chunk_size)
+    if report.skipped:
+        console.print(f"alias {report.alias!r} already holds this catalog ({report.doc_count:,} products)")
+    else:
+        console.print(f"indexed {report.source_count:,} products into {report.index} in {report.seconds:.1f} s; "
+                      f"count check passed ({report.doc_count:,})")
+    query_split = current_split(settings, catalog)
+
+    eval_json = settings.artifacts_dir / "eval" / f"{fmt}-bm25.json"
+    if not eval_json.exists():
+        result = evaluate_rankers(es, settings.index_alias, catalog, query_split.side("test"),
+                                  [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id, depth=100)
+        print_table(result, console)
+        write_json(result, eval_json)
+    else:
+        console.print(f"BM25 figures of this split: {eval_json}")
+
+    artifact = serving_artifact(settings, catalog.name)
+    if artifact is None:
+        if not train:
+            raise StackError(f"no trained reranker for {catalog.name}; run `shopsearch pipeline --profile quick` "
+                             "or the demo without --no-train")
+        artifact = _train(settings, catalog, query_split, es, console)
+    console.print(f"reranker artifact: {artifact} (linked as {link_current(settings, artifact)})")
+    if prepare_only:
+        return
+
+    stack = Stack(settings.stack_dir)
+    target = settings.resolved_rerank_target
+    serve_argv = shopsearch_argv("serve", "--artifact", str(artifact), "--host", settings.rerank_host,
+                                 "--port", str(settings.rerank_port))
+    with console.status(f"starting the reranker on {target} (loading the model)") as status:
+        started = stack.start(RERANKER, serve_argv, lambda: reranker_serving(target), timeout_s=300,
+                              waiting=lambda s: status.update(f"starting the reranker on {target}: {s:.0f} s"))
+    console.print(f"reranker {'already running' if started.already_running else 'started'} on {target} "
+                  f"(pid {started.pid}; log {stack.log_file(RERANKER)})")
+
+    web_argv = shopsearch_argv("web", "-f", fmt, *(["--path", str(path)] if path else []),
+                               "--host", settings.web_host, "--port", str(settings.web_port),
+                               "--target", target, "--es-url", settings.resolved_es_url)
+    with console.status(f"starting the page on {settings.web_url}") as status:
+        started = stack.start(WEB, web_argv, lambda: web_answering(settings.web_url), timeout_s=180,
+                              waiting=lambda s: status.update(f"starting the page on {settings.web_url}: {s:.0f} s"))
+    console.print(f"page {'already running' if started.already_running else 'started'} "
+                  f"(pid {started.pid}; log {stack.log_file(WEB)})")
+    console.print(f"\n[bold]Open {settings.web_url}[/bold] and search. "
+                  "Stop everything with `.venv/bin/shopsearch stop`.", highlight=False)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as err:
+            raise StackError(f"cannot listen on {host}:{port} ({err.strerror or err}); "
+                             "choose another port with --port or SHOPSEARCH_WEB_PORT") from None
+
+
+def serve_page(settings: Settings, catalog, console: Console, err_console: Console) -> None:
+    """Run the page in the foreground until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from frontend.app import Examples, create_app
+    from frontend.search import Grades, RerankerLink, SearchConfig, SearchService, example_pool, make_es
+    from searchstack.cli import current_split
+
+    _check_port(settings.web_host, settings.web_port)
+    grades = Grades.from_catalog(catalog)
+    query_split = current_split(settings, catalog)
+    pool = example_pool([catalog.queries[q].text for q in query_split.test if q in catalog.queries], grades,
+                        settings.web_example_pool)
+    config = SearchConfig.from_settings(settings)
+    link = RerankerLink(settings.resolved_rerank_target)
+    service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
+                            es_url=settings.resolved_es_url)
+    examples = Examples(service, pool, settings.web_examples).start()
+    app = create_app(service, examples)
+    err_console.print(f"search page on {settings.web_url} (Elasticsearch {settings.resolved_es_url}, "
+                      f"reranker {settings.resolved_rerank_target})", highlight=False)
+    try:
+        uvicorn.run(app, host=settings.web_host.strip("[]"), port=settings.web_port, log_level="warning",
+                    access_log=False)
+    finally:
+        examples.stop()
+        link.close()
+    err_console.print("stopped")

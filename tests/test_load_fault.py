@@ -1,0 +1,50 @@
+"""The load and fault test, bounded for CI: a few clients for a short while against the page and the
+gRPC reranker (run as the demo runs them), malformed and oversized requests mixed in, the reranker
+killed with SIGKILL and restarted, Elasticsearch stopped and started. The pass rule is the bench's
+(bench/load.py): every request answered (reranked, BM25 fallback or a clear error), none past its
+budget plus slack, and the stack back to reranked answers on its own. `python -m bench load` runs
+the same test at full size against the demo stack."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bench.load import LoadConfig, LoadRun, bm25_lists, stack_faults
+from tests.conftest import test_node
+from tests.shop_page import ARTIFACT_QUERIES, drop_alias, start_page_stack
+
+
+@pytest.fixture
+def stack(tmp_path, es, es_url):
+    alias = "test-load-fault"
+    stack = start_page_stack(tmp_path, es, es_url, alias, SHOPSEARCH_WEB_BUDGET_MS="1500",
+                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_WEB_RERANK_DEADLINE_MS="300")
+    yield stack, alias
+    stack.stop_all()
+    drop_alias(es, alias)
+
+
+def test_every_request_answered_in_time_and_the_stack_recovers(stack, es, es_url) -> None:
+    page, alias = stack
+    # Elasticsearch is stopped and started only when it is this session's own node
+    node = None if os.environ.get("ES_URL") else test_node()
+    queries = [*ARTIFACT_QUERIES, "drill", "cordless", "masonry bit"]
+    seconds = 30.0
+    config = LoadConfig(web_url=page.url, grpc_target=page.target, queries=queries,
+                        lists=bm25_lists(es, alias, queries, depth=8), clients=4, grpc_clients=1,
+                        seconds=seconds, rate_per_client=4.0, max_requests=3000, web_budget_ms=1500.0,
+                        grpc_deadline_ms=1000.0, slack_ms=2000.0, recovery_s=120.0)
+    report = LoadRun(config, stack_faults(page.stack, page.serve, page.target, node, seconds, env=page.env)).run()
+    print(report)
+    assert report.passed, report.reasons
+    assert [f.name for f in report.faults][:2] == ["kill -9 the reranker", "start the reranker (until SERVING)"]
+    web, grpc = report.outcomes["web"], report.outcomes["grpc"]
+    assert web["failed"] == grpc["failed"] == 0 and report.hung == 0
+    assert web["reranked"] > 0 and web["fallback"] > 0, "the reranker's absence shows as the BM25 fallback"
+    assert web["error"] > 0 and grpc["error"] > 0, "malformed and oversized requests get clear errors"
+    assert report.shapes["malformed"]["failed"] == report.shapes["oversized"]["failed"] == 0
+    if node is not None:
+        assert "503 Elasticsearch is not answering" in " ".join(report.errors_seen), report.errors_seen
+    assert report.recovered
