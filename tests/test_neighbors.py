@@ -159,6 +159,23 @@ def test_sampling_is_deterministic_and_capped() -> None:
     assert all(len(sample) == 5 for sample in others)
 
 
+def test_unseen_query_sample_survives_float_noise_in_its_vector() -> None:
+    # the bi-encoder's output moves by ~1e-7 with torch's thread count (serving runs it on one
+    # thread, training on all); the neighbors drawn for that query must not change with it
+    hubs = ClickGraph.from_edges([("hub", f"i{n:02d}", w) for n, w in enumerate(np.linspace(0.1, 1.0, 30))])
+    hub_vec = np.zeros((1, 8), dtype=np.float32)
+    hub_vec[0, 0] = 1.0
+    store = VectorStore.build(["hub"], hub_vec)
+    vec = np.full(8, 0.05, dtype=np.float32)
+    vec[0] = 1.0
+    noisy = vec + np.float32(1e-7) * np.random.default_rng(0).standard_normal(8).astype(np.float32)
+    assert vec.tobytes() != noisy.tobytes()
+    clean_sample = NeighborSampler(hubs, per_path=5).query_paths(None, vec, store)["Q-I"]
+    noisy_sample = NeighborSampler(hubs, per_path=5).query_paths(None, noisy, store)["Q-I"]
+    assert len(clean_sample) == 5
+    assert [node for node, _ in clean_sample] == [node for node, _ in noisy_sample]
+
+
 def test_sampling_follows_weights() -> None:
     heavy_and_zero = [1.0] * 8 + [0.0] * 8
     for seed in range(40):

@@ -20,7 +20,9 @@ nodes missing from the passed store cannot serve as stand-ins.
 Sampling keeps at most `per_path` neighbors per path, drawn without replacement with probability
 proportional to weight (zero-weight ones only when there are too few positive ones), from a
 generator seeded by a SHA-256 of (seed, node, path): the same node always gets the same sample,
-across processes and Python hash seeds. Results are cached per node, since serving and training
+across processes and Python hash seeds. An unseen query has no id, so its seed names its stand-ins
+instead: never the vector's bits, which move by ~1e-7 with torch's thread count and would draw a
+different sample in serving than in training. Results are cached per node, since serving and training
 ask for the same node again and again; the cache assumes one query store and one item store.
 """
 
@@ -94,10 +96,12 @@ class NeighborSampler:
         if cached is None:
             if self.graph.has_query(query_id):
                 anchors = {query_id: 1.0}
+                seed_key = query_id
             else:
                 anchors = self._stand_ins("query", query_vec, query_store)[0]
+                seed_key = query_id if query_id is not None else "via:" + "\x00".join(sorted(anchors))
             first, second = self._two_hop(anchors, self.graph.items_of, self.graph.queries_of, query_id)
-            cached = {"Q-I": self._sample(key, "Q-I", first), "Q-I-Q": self._sample(key, "Q-I-Q", second)}
+            cached = {"Q-I": self._sample(seed_key, "Q-I", first), "Q-I-Q": self._sample(seed_key, "Q-I-Q", second)}
             self._query_cache[key] = cached
         return {path: list(found) for path, found in cached.items()}
 

@@ -75,8 +75,10 @@ PROFILES: dict[str, Profile] = {
 
 
 def model_manifest(folder: Path) -> dict:
-    """The manifest a model saved in `folder` (the teacher's, BERM's or BERM-O's)."""
-    found = sorted(Path(folder).glob("*manifest.json"))
+    """The manifest of what is saved in `folder`: a serving artifact's or teacher's `manifest.json`,
+    else a student's `<name>_manifest.json` (a serving folder holds both; its own comes first)."""
+    folder = Path(folder)
+    found = [folder / "manifest.json"] if (folder / "manifest.json").exists() else sorted(folder.glob("*_manifest.json"))
     return json.loads(found[0].read_text()) if found else {}
 
 
