@@ -23,7 +23,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from bench.load import Stats, check_loopback, stats
+from bench.load import check_loopback
+from bench.stats import Stats, stats
 
 TARGET_P95_ADDED_MS = 20.0
 

@@ -23,7 +23,6 @@ requests of the final seconds reranked.
 from __future__ import annotations
 
 import json
-import math
 import random
 import threading
 import time
@@ -34,8 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
+from bench.stats import Stats, stats
 from reranker.client import Candidate, RerankError
 
 OUTCOMES = ("reranked", "fallback", "error", "failed")
@@ -46,23 +44,6 @@ def check_loopback(address: str) -> None:
     host = urllib.parse.urlsplit(address if "//" in address else f"//{address}").hostname or ""
     if not (host.startswith("127.") or host in ("localhost", "::1")):
         raise ValueError(f"the load test only targets loopback addresses, not {address!r}")
-
-
-@dataclass
-class Stats:
-    n: int
-    p50: float
-    p95: float
-    p99: float
-    max: float
-
-
-def stats(values: list[float]) -> Stats:
-    if not values:
-        return Stats(0, math.nan, math.nan, math.nan, math.nan)
-    a = np.asarray(values)
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return Stats(len(a), float(p50), float(p95), float(p99), float(a.max()))
 
 
 @dataclass

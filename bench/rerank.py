@@ -30,8 +30,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
+from bench.stats import Stats, stats
 from reranker.client import Candidate, RerankClient
 from reranker.server.errors import ServerStartError
 
@@ -153,21 +153,6 @@ class ServedModel:
 
 
 # -- measuring ------------------------------------------------------------------------------------------
-
-@dataclass
-class Stats:
-    n: int
-    p50: float
-    p95: float
-    p99: float
-    mean: float
-
-
-def stats(values: list[float]) -> Stats:
-    a = np.asarray(values, dtype=np.float64)
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return Stats(len(a), float(p50), float(p95), float(p99), float(a.mean()))
-
 
 @dataclass
 class Row:
