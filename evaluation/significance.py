@@ -15,8 +15,11 @@ TESTED = (
 )
 
 
-def paired_tests(result: EvalResult, baselines: list[str], stat_test: str = "student") -> dict[str, dict[str, dict[str, float]]]:
-    """p-values: row name -> "vs <baseline>" -> metric label -> p (NaN where a row is its own baseline)."""
+def paired_tests(
+    result: EvalResult, baselines: list[str], pairs: list[tuple[str, str]] = (), stat_test: str = "student"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """p-values: row name -> "vs <baseline>" -> metric label -> p. Every row is tested against each
+    baseline (not itself); `pairs` add single (row, other row) tests, such as a model and its ablation."""
     queries = metrics.evaluable_queries(result.grades)
     qrels = metrics.to_qrels(result.grades, queries)
     out: dict[str, dict[str, dict[str, float]]] = {row.name: {} for row in result.rows}
@@ -27,11 +30,8 @@ def paired_tests(result: EvalResult, baselines: list[str], stat_test: str = "stu
         ]
         tested = [(label, metric) for s, label, metric in TESTED if s == setting]
         report = compare(qrels, runs, metrics=[m for _, m in tested], stat_test=stat_test, max_p=0.05).to_dict()
-        for row in result.rows:
-            for base in baselines:
-                if base == row.name:
-                    continue
-                for label, metric in tested:
-                    p = float(report[row.name]["comparisons"][base][metric])
-                    out[row.name].setdefault(f"vs {base}", {})[label] = p
+        wanted = [(row.name, base) for row in result.rows for base in baselines if base != row.name] + list(pairs)
+        for name, base in wanted:
+            for label, metric in tested:
+                out[name].setdefault(f"vs {base}", {})[label] = float(report[name]["comparisons"][base][metric])
     return out

@@ -384,7 +384,8 @@ class Pipeline:
         ]
         result = evaluate_rankers(self.es, self.alias, self.catalog, self.test_q, rankers, side="test",
                                   split_id=self.split.split_id, depth=self.profile.bm25_depth)
-        tests = paired_tests(result, [BM25Ranker.name, teacher.name])
+        # the ablation gets its own test: does the k-order context help BERM on these queries?
+        tests = paired_tests(result, [BM25Ranker.name, teacher.name], pairs=[("BERM", "BERM without k-order")])
         print_table(result)
         print_significance(tests)
         speed = self._speed(result, rankers, teacher.name)
