@@ -6,7 +6,7 @@ from evaluation.runner import EvalResult, RankerResult
 from evaluation.significance import paired_tests
 
 QUERIES = [f"q{n}" for n in range(30)]
-GRADES = {q: {"good": 3.0, "fair": 1.0, "bad": 0.0} for q in QUERIES}
+GRADES = {q: {"good": 3.0, "fair": 0.5 + n % 4 * 0.5, "bad": 0.0} for n, q in enumerate(QUERIES)}
 BEST = {q: {"good": 3.0, "fair": 2.0, "bad": 1.0} for q in QUERIES}
 WORST = {q: {"good": 1.0, "fair": 2.0, "bad": 3.0} for q in QUERIES}
 # agrees with BEST on all but two queries: too close to call
