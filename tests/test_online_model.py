@@ -87,6 +87,16 @@ def test_unknown_items_with_text_are_scored_and_without_text_reported(online):
     assert not online.knows("new")
 
 
+def test_an_item_sent_with_its_text_gets_the_word_match_of_the_known_one(online):
+    # a longer title than any known one in the request: the batch is padded to it
+    long_title = TITLES["p1"] + " and a long list of words after it"
+    batch = candidates(["p2", "p1"]) + [Candidate("p1-copy", 0.5, 3, TITLES["p1"]), Candidate("long", 0.4, 4, long_title)]
+    by_id = {s.product_id: s for s in online.rerank("cordless drill", batch).scored}
+    assert by_id["p1-copy"].zero_order == pytest.approx(by_id["p1"].zero_order, abs=1e-5)
+    alone = online.rerank("cordless drill", candidates(["p2", "p1"])).scored
+    assert [s.zero_order for s in alone] == pytest.approx([by_id["p2"].zero_order, by_id["p1"].zero_order], abs=1e-5)
+
+
 def test_missing_or_corrupt_artifact_gives_one_line(artifact, tmp_path):
     with pytest.raises(ArtifactError, match="no model artifact there"):
         OnlineReranker.load(tmp_path / "nowhere")
