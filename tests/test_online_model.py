@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from indexer.embeddings import load_bi_encoder
+from indexer.embeddings import embed, load_bi_encoder
 from indexer.faiss_store import VectorStore
 from indexer.graph import ClickGraph
 from indexer.records import Product
@@ -17,6 +17,7 @@ from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import NeighborSampler
 from reranker.models.berm_o import BermO
 from reranker.serving.online import ArtifactError, Candidate, OnlineReranker, build_tiny_artifact
+from reranker.serving.text_encoder import TextEncoder
 from reranker.text import Vocab
 
 TITLES = {
@@ -77,6 +78,13 @@ def test_onnx_path_matches_the_torch_path(artifact, online):
             expected = torch_model(builder.build(query, query_id, ids, bm25))["score"].numpy()
         served = np.array([s.score for s in online.rerank(query, candidates(ids)).scored])
         np.testing.assert_allclose(served, expected, atol=2e-3)  # item contexts are stored as float16
+
+
+def test_served_text_vectors_are_the_bi_encoders(artifact):
+    texts = ["cordless drill", "Behr Premium Plus 1 gal. #ECC-10-2 Ultra-Pure White Flat", "café " * 300]  # > 256 tokens
+    served = TextEncoder(artifact).encode(texts)
+    np.testing.assert_allclose(served, embed(load_bi_encoder(), texts, progress=False), atol=1e-5)
+    assert TextEncoder(artifact).encode([]).shape == (0, served.shape[1])
 
 
 def test_unknown_items_with_text_are_scored_and_without_text_reported(online):

@@ -8,6 +8,7 @@ The artifact is everything the online model needs, so serving is lookups plus sm
     item_ctx.onnx           the item-side context (for items sent with text that were not precomputed)
     items.npz               per known item: title token ids, precomputed context, edge weight, flags
     item_neighbors.json     per known item: its most-attended neighbors (for explain)
+    text_encoder.onnx       the bi-encoder (+ text_tokenizer.json, text_encoder.json), for new queries and items
     graph.json, query_store.*, item_store.*, vocab.json, berm_o.pt (the torch weights, for tests)
 
 Choices:
@@ -16,9 +17,9 @@ Choices:
 - BM25 scores are min-max scaled over the request's scored candidates, as in training.
 - A candidate the artifact does not know is embedded from its text on the spot; without text it
   cannot be scored and is reported as unscored (the caller keeps it in BM25 order).
-- The bi-encoder runs on one thread: one short text gains nothing from more, and on a busy
-  machine torch's thread pool waiting for free cores cost ~10x (measured: 240 ms vs 21 ms per new
-  query under load).
+- The bi-encoder runs as ONNX on one thread (`text_encoder.py`): 3 ms for a short query against
+  10 ms through sentence-transformers; one short text gains nothing from more threads, and on a
+  busy machine a thread pool waiting for free cores cost ~10x.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from indexer.graph import ClickGraph
 from reranker.graph.context import ContextBuilder, minmax
 from reranker.graph.neighbors import ITEM_PATHS, QUERY_PATHS, NeighborSampler
 from reranker.models.berm_o import BermO, OnnxBermO, export_context_onnx, export_onnx
+from reranker.serving import text_encoder
 from reranker.text import Vocab
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ log = logging.getLogger(__name__)
 ARTIFACT_FORMAT = "shopsearch-berm-o/1"
 EXPLAIN_PER_PATH = 3
 REQUIRED = ("manifest.json", "pair.onnx", "items.npz", "item_neighbors.json", "graph.json", "vocab.json",
-            "query_store.faiss", "query_store_ids.json", "item_store.faiss", "item_store_ids.json")
+            "query_store.faiss", "query_store_ids.json", "item_store.faiss", "item_store_ids.json", *text_encoder.FILES)
 
 
 @contextmanager
@@ -131,8 +133,12 @@ def build_artifact(
     extra: dict | None = None,
     chunk: int = 2048,
     progress: bool = True,
+    bi_encoder=None,
 ) -> Path:
-    """Write a serving artifact for `model` into `folder` (built aside, then swapped in whole)."""
+    """Write a serving artifact for `model` into `folder` (built aside, then swapped in whole).
+
+    `bi_encoder` is the sentence-transformers model that made the stores' vectors (loaded when not
+    given); its ONNX export embeds new queries and items at serving time."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -145,6 +151,7 @@ def build_artifact(
     if model.config.use_k_order:
         export_context_onnx(model, tmp / "query_ctx.onnx", "query")
         export_context_onnx(model, tmp / "item_ctx.onnx", "item")
+    text_encoder.export_text_encoder(bi_encoder or load_bi_encoder(), tmp)
     graph.save(tmp / "graph.json")
     query_store.save(tmp, "query_store")
     item_store.save(tmp, "item_store")
@@ -233,7 +240,7 @@ def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str]
     torch.manual_seed(seed)
     model = BermO(BermOConfig(vocab_size=len(vocab)))
     return build_artifact(folder, model, vocab, graph, query_store, item_store, titles, seed=seed,
-                          extra={"tiny": True}, progress=False)
+                          extra={"tiny": True}, progress=False, bi_encoder=encoder)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -289,6 +296,7 @@ class OnlineReranker:
             self.item_ctx_w, self.item_has = items["ctx_w"], items["has"]
             self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())
             self.query_ids = json.loads((self.folder / "query_ids.json").read_text())
+            self.text_encoder = text_encoder.TextEncoder(self.folder)
         except ArtifactError:
             raise
         except (OSError, ValueError, KeyError, StoreError, RuntimeError) as err:
@@ -301,8 +309,8 @@ class OnlineReranker:
         self.max_query_tokens, self.max_title_tokens = int(m["max_query_tokens"]), int(m["max_title_tokens"])
         self.version = f"{m['model_version']}+{m['artifact_id']}"
         self.sampler = NeighborSampler(self.graph, per_path=self.per_path, seed=int(m["seed"]))
-        self.encoder = load_bi_encoder()
-        self.builder = ContextBuilder(self.sampler, self.vocab, self.query_store, self.item_store, {}, self.encoder,
+        # no bi-encoder here: every vector the builder lacks comes from text_encoder below
+        self.builder = ContextBuilder(self.sampler, self.vocab, self.query_store, self.item_store, {}, None,
                                       per_path=self.per_path)
         self._queries: OrderedDict[str, _QueryState] = OrderedDict()
         self.query_cache_size = query_cache_size
@@ -348,9 +356,10 @@ class OnlineReranker:
             self._queries.move_to_end(text)
             return state
         query_id = self.query_ids.get(text)
-        with torch_threads(1):
-            vec = self.builder.query_vector(text, query_id).astype(np.float32)
-        self.builder._text_vectors.pop(text, None)  # this class keeps its own bounded cache
+        if query_id is not None and self.query_store.has(query_id):
+            vec = self.query_store.vector(query_id).astype(np.float32)
+        else:
+            vec = self.text_encoder.encode([text])[0]
         tokens = np.asarray(self.vocab.encode(text, self.max_query_tokens) or [0], dtype=np.int64)
         d = vec.shape[0]
         ctx, ctx_w, has, neighbors = np.zeros((2, d), np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32), []
@@ -370,8 +379,7 @@ class OnlineReranker:
 
     def _new_items(self, ids: list[str], texts: list[str]):
         """Tokens, vectors and contexts for items the artifact does not know, from their text."""
-        with torch_threads(1):
-            vecs = embed(self.encoder, texts, progress=False)
+        vecs = self.text_encoder.encode(texts)
         tokens = [self.vocab.encode(t, self.max_title_tokens) for t in texts]
         n, d = len(ids), vecs.shape[1]
         ctx, ctx_w, has, neighbors = np.zeros((n, 2, d), np.float32), np.zeros((n, 2), np.float32), \

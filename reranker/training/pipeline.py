@@ -323,7 +323,7 @@ class Pipeline:
         query_store, item_store = self._stores
         build_artifact(self.root / "serving", model, vocab, builder.sampler.graph, query_store, item_store, self.titles,
                        query_texts={q: self.texts[q] for q in self.train_q}, per_path=self.profile.per_path,
-                       seed=self.profile.seed, extra=extra)
+                       seed=self.profile.seed, extra=extra, bi_encoder=builder.bi_encoder)
         # The ONNX path against the torch path on held-out queries: same inputs, same scores.
         online = OnlineReranker.load(self.root / "serving")
         dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
