@@ -73,17 +73,25 @@ class TextEncoder:
         self.dim = int(settings["dim"])
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(int(settings["max_tokens"]))
-        self.tokenizer.enable_padding()  # to the longest text of a batch
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(folder / MODEL_FILE), sess_options=options,
                                             providers=["CPUExecutionProvider"])
 
+    @staticmethod
+    def _pad(batch: list) -> None:
+        longest = max(len(e.ids) for e in batch)
+        for e in batch:
+            e.pad(longest)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = self.tokenizer.encode_batch(list(texts))
+        # one by one, padded here: encode_batch hands even one text to a thread pool sized to every
+        # core, which competes with the request threads for the machine's few cores
+        batch = [self.tokenizer.encode(text) for text in texts]
+        self._pad(batch)
         feed = {
             "input_ids": np.array([e.ids for e in batch], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
