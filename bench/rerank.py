@@ -106,10 +106,11 @@ def synthetic_workload(products: int, queries: int, candidates: int, seed: int =
 
 def tiny_artifact(workload: Workload, folder: Path) -> Path:
     """A tiny BERM-O artifact over the workload's products and queries; reused when already built."""
-    from reranker.serving.online import build_tiny_artifact
+    from reranker.serving.online import REQUIRED, build_tiny_artifact
 
     manifest = folder / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text()).get("items") == len(workload.titles):
+    complete = all((folder / name).is_file() for name in REQUIRED)  # one of an older format is rebuilt
+    if complete and json.loads(manifest.read_text()).get("items") == len(workload.titles):
         return folder
     return build_tiny_artifact(folder, workload.titles, workload.queries, seed=0)
 
