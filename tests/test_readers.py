@@ -392,6 +392,13 @@ def test_label_with_unknown_ids_is_reported_with_line(tmp_path):
     assert catalog.judgments == [Judgment("q1", "A1", 2.0), Judgment("q2", "A2", 2.0)]
 
 
+def test_generic_duplicate_label_is_reported_and_the_first_kept(tmp_path):
+    folder = small_generic(tmp_path / "shop", labels="query_id,product_id,grade\nq1,A1,2\nq2,A2,2\nq1,A1,0\n")
+    catalog = load_catalog("generic", folder)
+    assert catalog.bad_rows == [BadRow(str(folder / "labels.csv"), 4, "duplicate label for ('q1', 'A1'); the first is kept")]
+    assert catalog.judgments == [Judgment("q1", "A1", 2.0), Judgment("q2", "A2", 2.0)]
+
+
 def test_line_numbers_count_multiline_csv_fields(tmp_path):
     folder = small_generic(tmp_path / "shop", products=(
         "product_id,title,description\n"

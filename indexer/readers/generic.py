@@ -44,10 +44,16 @@ def read(path: Path, errors: RowErrors) -> Catalog:
         else:
             catalog.queries[query_id] = Query(query_id, text)
     labels_file = find_table(folder, "labels")
+    judged: set[tuple[str, str]] = set()
     for line, row in iter_rows(labels_file, ("query_id", "product_id", "grade"), errors):
         pair = _known_pair(catalog, row, labels_file, line, errors)
         grade = _number(row["grade"], float, labels_file, line, "grade", errors)
-        if pair and grade is not None:
+        if pair is None or grade is None:
+            continue  # already reported
+        if pair in judged:  # a second grade for a pair would count it twice in every metric
+            errors.report(labels_file, line, f"duplicate label for ({pair[0]!r}, {pair[1]!r}); the first is kept")
+        else:
+            judged.add(pair)
             catalog.judgments.append(Judgment(*pair, grade))
     logs_file = find_table(folder, "logs", optional=True)
     if logs_file is not None:
