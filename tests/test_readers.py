@@ -191,6 +191,19 @@ def test_wands_bad_label_is_reported_with_line(tmp_path):
     assert len(catalog.judgments) == 15
 
 
+def test_wands_duplicate_product_is_reported_and_the_first_kept(tmp_path):
+    folder = tmp_path / "wands"
+    shutil.copytree(WANDS, folder)
+    product_file = folder / "product.csv"
+    lines = product_file.read_text(encoding="utf-8").splitlines()
+    first = lines[1].split("\t")
+    lines.append("\t".join([first[0], "A Different Name"] + first[2:]))
+    product_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    catalog = load_catalog("wands", folder)
+    assert catalog.bad_rows == [BadRow(str(product_file), len(lines), f"duplicate product_id {first[0]!r}")]
+    assert catalog.products[first[0]].title == " ".join(first[1].split())
+
+
 def test_wands_missing_file(tmp_path):
     folder = tmp_path / "wands"
     shutil.copytree(WANDS, folder)

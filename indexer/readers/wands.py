@@ -56,6 +56,9 @@ def read(path: Path, errors: RowErrors) -> Catalog:
         if not product_id or not title:
             errors.report(product_file, line, "empty product_id or product_name")
             continue
+        if product_id in catalog.products:
+            errors.report(product_file, line, f"duplicate product_id {product_id!r}")
+            continue
         category = row.get("category hierarchy", row.get("category_hierarchy", "")).strip()
         catalog.products[product_id] = Product(
             product_id, title,
