@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     web_es_timeout_ms: float = Field(1000.0, gt=0)  # at most this for Elasticsearch (within the budget)
     web_rerank_deadline_ms: float = Field(300.0, gt=0)  # the reranker's deadline; past it, BM25 order
     # Send titles, so items the model has not seen are embedded and scored from text (a bi-encoder
-    # pass per unknown item and request: ~100 ms for 40 items on 2 cores). Off: unknown items follow
+    # pass per unknown item and request: ~160 ms for 40 titles on one thread). Off: unknown items follow
     # the reranked ones in BM25 order and the page says so (an artifact of the full profile knows
     # every product; the quick one only those its queries retrieved).
     web_send_text: bool = False

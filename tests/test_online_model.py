@@ -82,6 +82,7 @@ def test_onnx_path_matches_the_torch_path(artifact, online):
 
 def test_served_text_vectors_are_the_bi_encoders(artifact):
     texts = ["cordless drill", "Behr Premium Plus 1 gal. #ECC-10-2 Ultra-Pure White Flat", "café " * 300]  # > 256 tokens
+    texts += [" ".join(TITLES[p] for p in list(TITLES)[: 1 + n % 5]) for n in range(17)]  # several groups, mixed lengths
     served = TextEncoder(artifact).encode(texts)
     np.testing.assert_allclose(served, embed(load_bi_encoder(), texts, progress=False), atol=1e-5)
     assert TextEncoder(artifact).encode([]).shape == (0, served.shape[1])

