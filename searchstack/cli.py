@@ -23,6 +23,7 @@ from indexer.records import Catalog, CatalogError
 from indexer.splits import QuerySplit, SplitError, load_split, save_split, split_path, split_queries
 from reranker.client import RerankError
 from reranker.server.errors import ServerStartError
+from reranker.training.errors import PipelineError
 from searchstack.settings import Settings, load_settings
 from searchstack.stack import StackError
 
@@ -33,7 +34,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 EXPECTED_ERRORS = (NodeError, CatalogError, ClusterUnavailable, IndexingError, SplitError, ApiError, TransportError,
-                   RerankError, ServerStartError, StackError)
+                   RerankError, ServerStartError, StackError, PipelineError)
 
 
 class Format(str, Enum):
@@ -244,28 +245,113 @@ def demo(
     run_demo(load_settings(web_port=port, demo_profile=profile), fmt.value, path, train, console, prepare_only)
 
 
-@app.command()
-@one_line_errors
-def pipeline(
-    profile: Annotated[str, typer.Option(help="quick (minutes: demo, CI) or full (the headline numbers).")] = "quick",
-    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
-    fmt: FormatOpt = Format.home_depot,
-    path: PathOpt = None,
-    es_url: UrlOpt = None,
-) -> None:
-    """Teacher fine-tune, labeling, graph, FAISS, BERM, BERM-O and evaluation, as restartable stages."""
-    from reranker.training.pipeline import PROFILES, Pipeline
+ProfileOpt = Annotated[str, typer.Option(help="quick (minutes: demo, CI), small-shop (200 labeled queries, the "
+                                             "whole test split) or full (the headline numbers).")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a profile setting, KEY=VALUE (repeatable), e.g. --set use_cosine=false; "
+                  "the run gets its own folder, seeded from the profile's run.")]
+TeacherFromOpt = Annotated[Optional[Path], typer.Option(
+    help="Start the teacher from this trained teacher folder (e.g. another shop's "
+         "artifacts/pipeline/<catalog>-full/teacher), then fine-tune it on this catalog's labels.")]
+
+
+def _overrides(pairs: list[str] | None, teacher_from: Path | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--set {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    if teacher_from is not None:
+        out["teacher_from"] = str(teacher_from.resolve())
+    return out
+
+
+def _pipeline_factory(profile: str, fmt: Format, path: Path | None, es_url: str | None):
+    """(catalog, overrides -> Pipeline) for a profile, after indexing the catalog."""
+    from reranker.training.pipeline import PROFILES, Pipeline, run_name, with_overrides
 
     if profile not in PROFILES:
-        raise CatalogError(f"unknown profile {profile!r}; choose {' or '.join(PROFILES)}")
+        raise PipelineError(f"unknown profile {profile!r}; choose {', '.join(PROFILES)}")
     settings = load_settings(es_url=es_url)
     catalog = read_catalog(settings, fmt, path)
     query_split = current_split(settings, catalog)
     es = connect(settings.resolved_es_url)
     index_catalog(es, catalog, settings.index_alias, chunk_size=settings.bulk_chunk_size)
-    run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
+
+    def make(overrides: dict[str, str]) -> Pipeline:
+        chosen = with_overrides(PROFILES[profile], overrides)
+        return Pipeline(catalog, query_split, es, settings.index_alias, chosen, settings.artifacts_dir / "pipeline",
+                        name=run_name(PROFILES[profile], {k: v for k, v in overrides.items() if k != "teacher_from"}
+                                      | ({"teacher_from": Path(overrides["teacher_from"]).parent.name}
+                                         if "teacher_from" in overrides else {})))
+
+    return make
+
+
+def _print_dev_check(root: Path) -> None:
+    import json
+
+    path = root / "dev_check.json"
+    if not path.exists():
+        return
+    check = json.loads(path.read_text())
+    for name, row in check["models"].items():
+        parts = [f"{r['delta']:+.4f} vs {ref.split(' (')[0]} ({r['verdict']}, p = {r['p']:.2g})" for ref, r in row["vs"].items()]
+        console.print(f"dev NDCG@10 {name}: {row['ndcg@10']:.4f}; " + "; ".join(parts), highlight=False)
+    if not check["served_is_better"]:
+        console.print(f"[yellow]warning:[/yellow] the served model ({check['served']}) does not beat both BM25 "
+                      "and the zero-shot bi-encoder on dev", highlight=False)
+
+
+@app.command()
+@one_line_errors
+def pipeline(
+    profile: ProfileOpt = "quick",
+    until: Annotated[Optional[str], typer.Option(help="Stop after this stage.")] = None,
+    overrides: SetOpt = None,
+    teacher_from: TeacherFromOpt = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """Teacher fine-tune, labeling, graph, FAISS, BERM, BERM-O, dev check and evaluation, as restartable stages."""
+    from reranker.training.pipeline import STAGES
+
+    if until is not None and until not in STAGES:  # before reading and indexing the catalog
+        raise PipelineError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
+    chosen = _overrides(overrides, teacher_from)
+    from reranker.training.pipeline import PROFILES, with_overrides
+
+    if profile in PROFILES:
+        with_overrides(PROFILES[profile], chosen)  # a bad setting fails before the catalog is read
+    make = _pipeline_factory(profile, fmt, path, es_url)
+    run = make(chosen)
     run.run(until=until)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
+    _print_dev_check(run.root)
+
+
+@app.command()
+@one_line_errors
+def ablation(
+    profile: ProfileOpt = "quick",
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table and tests here.")] = None,
+) -> None:
+    """BERM-O with each added part switched off, trained and tested on the profile's test queries (paired tests)."""
+    from evaluation.report import print_significance, print_table, write_json
+    from reranker.training.ablation import VARIANTS, run_ablation
+
+    make = _pipeline_factory(profile, fmt, path, es_url)
+    result, tests = run_ablation(make, VARIANTS)
+    print_table(result, console)
+    print_significance(tests, console)
+    out = json_out or make({}).root / "ablation.json"
+    write_json(result, out, {"significance_p_values": tests, "variants": VARIANTS})
+    console.print(f"wrote {out}")
 
 
 # -- the reranker service ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ is already there, so a second run only checks and prints.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -24,15 +25,49 @@ log = logging.getLogger(__name__)
 ARTIFACT_PROFILES = ("full", "quick")  # the first one trained is served
 
 
+def _dev_ndcg(folder: Path) -> float:
+    """BERM-O's dev NDCG@10 from the artifact's dev check (-inf when it has none)."""
+    check = json.loads((folder / "manifest.json").read_text()).get("dev_check") or {}
+    value = check.get("models", {}).get(check.get("served", ""), {}).get("ndcg@10")
+    return float(value) if value is not None else float("-inf")
+
+
 def serving_artifact(settings: Settings, dataset: str) -> Path | None:
-    """The artifact to serve: SHOPSEARCH_RERANK_ARTIFACT, else the pipeline's (full before quick)."""
+    """The artifact to serve: SHOPSEARCH_RERANK_ARTIFACT, else the pipeline's with the best dev
+    NDCG@10 in its dev check (full before quick on a tie or where neither has one)."""
     if settings.rerank_artifact is not None:
         return settings.rerank_artifact
-    for profile in ARTIFACT_PROFILES:
-        folder = settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}" / "serving"
-        if (folder / "manifest.json").is_file():
-            return folder
-    return None
+    found = [settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}" / "serving" for profile in ARTIFACT_PROFILES]
+    found = [folder for folder in found if (folder / "manifest.json").is_file()]
+    return max(found, key=_dev_ndcg) if found else None  # max keeps the first of equals
+
+
+def dev_summary(artifact: Path) -> str:
+    """One line: what the dev check said of the served model."""
+    check = json.loads((artifact / "manifest.json").read_text()).get("dev_check")
+    if not check:
+        return "served model: no dev check recorded for this artifact"
+    row = check["models"].get(check["served"], {})
+    parts = [f"{r['delta']:+.4f} vs {ref.split(' (')[0]} ({r['verdict']})" for ref, r in row.get("vs", {}).items()]
+    line = f"served model: {check['served']}, dev NDCG@10 {row.get('ndcg@10', float('nan')):.4f}, " + ", ".join(parts)
+    return line if check["served_is_better"] else line + " - NOT better than both references on dev"
+
+
+def test_summary(run_root: Path) -> str | None:
+    """One line: the served model against BM25 on the run's test queries (paired t-test)."""
+    path = run_root / "eval.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    rows = {row["name"]: row for row in data["rows"]}
+    model, bm25 = rows.get("BERM-O (ONNX)"), rows.get("BM25 (Elasticsearch)")
+    if not model or not bm25:
+        return None
+    p = data["significance_p_values"]["BERM-O (ONNX)"]["vs BM25 (Elasticsearch)"]["e2e ndcg@10"]
+    delta = model["end_to_end"]["ndcg@10"] - bm25["end_to_end"]["ndcg@10"]
+    verdict = "significantly above" if delta > 0 and p < 0.05 else ("above, not significantly," if delta > 0 else "not above")
+    return (f"test queries ({data['evaluable_queries']}): BERM-O NDCG@10 {model['end_to_end']['ndcg@10']:.4f} vs "
+            f"BM25 {bm25['end_to_end']['ndcg@10']:.4f} ({delta:+.4f}, p = {p:.2g}): {verdict} BM25")
 
 
 def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:
@@ -45,8 +80,11 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
                   f"(teacher, labels, graph, FAISS, BERM, BERM-O; about 10 minutes on 2 cores for 'quick')")
     logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
-    run.run(until="berm_o")
+    run.run()  # through the dev check and the test evaluation, so the demo can say how it does
     console.print("trained in " + ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items()))
+    summary = test_summary(run.root)
+    if summary:
+        console.print(summary, highlight=False)
     return run.root / "serving"
 
 
@@ -100,6 +138,8 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                              "or the demo without --no-train")
         artifact = _train(settings, catalog, query_split, es, console)
     console.print(f"reranker artifact: {artifact} (linked as {link_current(settings, artifact)})")
+    if (artifact / "manifest.json").is_file():
+        console.print(dev_summary(artifact), highlight=False)
     if prepare_only:
         return
 

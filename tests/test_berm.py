@@ -355,3 +355,70 @@ def test_collate_pads_tokens_to_the_longest_in_the_step() -> None:
     assert (step.batch["q_tokens"][:2, 2:] == 0).all()
     assert step.group.tolist() == [0, 0, 1, 1, 1]
     assert torch.isnan(step.gain[:2]).all() and (step.gain[2:] == 1).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# the bi-encoder cosine in the 0-order part, and the listwise KL loss
+
+
+@MODELS
+def test_zero_order_reads_the_bi_encoder_cosine_only_when_on(make) -> None:
+    batch = make_batch()
+    closer = {**batch, "i_vec": F.normalize(batch["q_vec"] + 0.1 * batch["i_vec"], dim=-1)}  # items near the query
+    for use_cosine in (True, False):
+        model = make(use_cosine=use_cosine, use_k_order=False)
+        with torch.no_grad():
+            far, near = model(batch)["zero_order"], model(closer)["zero_order"]
+        if use_cosine:  # the cosine weight starts positive: an item closer to the query scores higher
+            assert bool((near > far).all())
+            out = model(closer)
+            torch.testing.assert_close(out["zero_order"] + out["k_order"] + out["bm25"], out["score"], atol=1e-5, rtol=0)
+        else:
+            torch.testing.assert_close(near, far)
+
+
+def test_zero_order_with_cosine_needs_the_vectors() -> None:
+    model = berm(use_cosine=True)
+    with pytest.raises(ValueError, match="q_vec and i_vec"):
+        model.zero_order(torch.ones(2, 3, dtype=torch.long) * 2, torch.ones(2, 4, dtype=torch.long) * 3)
+
+
+@pytest.mark.parametrize("use_cosine", [True, False])
+def test_onnx_export_with_and_without_cosine_matches_torch(tmp_path, use_cosine: bool) -> None:
+    model = berm_o(use_cosine=use_cosine)
+    from reranker.models.berm_o import example_online_inputs
+
+    inputs = example_online_inputs(model.config, n=4)
+    onnx = OnnxBermO(export_onnx(model, tmp_path / "m.onnx"))
+    got = onnx.run(*[t.numpy() for t in inputs])[0]
+    with torch.no_grad():
+        want = model.forward_online(*inputs)[0].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_listwise_kl_golden_values() -> None:
+    from reranker.training.distill import ListwiseKLLoss
+
+    # two groups; T = 1: KL(softmax(t) || softmax(s)) per group, averaged over the groups
+    scores = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    targets = torch.tensor([math.log(3.0), 0.0, 5.0, 5.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    # group 0: p = (3/4, 1/4), q = (1/2, 1/2): 3/4 ln(3/2) + 1/4 ln(1/2); group 1: p = q, 0
+    want = (0.75 * math.log(1.5) + 0.25 * math.log(0.5)) / 2
+    assert ListwiseKLLoss(1.0)(scores, targets, groups).item() == pytest.approx(want, abs=1e-6)
+    # the same lists shifted by a constant per group cost nothing (softmax is shift-invariant)
+    assert ListwiseKLLoss(2.0)(targets + 3.0, targets, groups).item() == pytest.approx(0.0, abs=1e-6)
+    # single-candidate groups add nothing and never make NaN
+    assert ListwiseKLLoss()(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([0])).item() == 0.0
+    with pytest.raises(ValueError, match="temperature"):
+        ListwiseKLLoss(0.0)
+
+
+def test_listwise_weight_changes_the_training_loss() -> None:
+    from reranker.training.distill import DistillLoss
+
+    scores, targets = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([2.0, 1.0, 0.0])
+    gains, groups = torch.full((3,), float("nan")), torch.tensor([0, 0, 0])
+    off = DistillLoss(DistillConfig(epochs=1, margin_weight=0.0))(scores, targets, gains, groups)
+    on = DistillLoss(DistillConfig(epochs=1, margin_weight=0.0, listwise_weight=1.0))(scores, targets, gains, groups)
+    assert on.item() > off.item() > 0

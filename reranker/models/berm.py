@@ -52,7 +52,8 @@ from reranker.text import PAD_ID, UNK_ID, Vocab
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "berm-1"
+MODEL_VERSION = "berm-2"  # 2: the 0-order part reads the bi-encoder cosine
+COSINE_INIT = 4.0
 PATHS = ("Q-I", "Q-I-Q", "I-Q", "I-Q-I")
 BATCH_KEYS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "nb_vec", "nb_w", "nb_mask", "bm25")
 _MASKED_LOGIT = -1e9
@@ -129,13 +130,23 @@ class KernelPooling(nn.Module):
 
 
 class ZeroOrder(nn.Module):
-    """The pair's own words: embeddings -> cosine interaction matrix -> kernel pooling -> linear."""
+    """The pair's own text: embeddings -> cosine interaction matrix -> kernel pooling, and (with
+    `use_cosine`) the pretrained bi-encoder's cosine of the query and item vectors -> linear.
 
-    def __init__(self, vocab_size: int, word_dim: int, n_kernels: int) -> None:
+    The cosine carries what the pretrained encoder knows about the pair (synonyms, colours, units),
+    which word embeddings trained from scratch on a few thousand queries cannot learn. Its weight
+    starts at COSINE_INIT, about the span of the distillation targets, so it counts from step one.
+    """
+
+    def __init__(self, vocab_size: int, word_dim: int, n_kernels: int, use_cosine: bool = False) -> None:
         super().__init__()
+        self.use_cosine = use_cosine
         self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=PAD_ID)
         self.pool = KernelPooling(n_kernels)
-        self.out = nn.Linear(n_kernels, 1)
+        self.out = nn.Linear(n_kernels + int(use_cosine), 1)
+        if use_cosine:
+            with torch.no_grad():
+                self.out.weight[0, -1] = COSINE_INIT
 
     def interaction(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -152,8 +163,14 @@ class ZeroOrder(nn.Module):
         sim, q_mask, i_mask = self.interaction(q_tokens, i_tokens)
         return self.pool(sim, q_mask, i_mask)
 
-    def forward(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor) -> torch.Tensor:
-        return self.out(self.features(q_tokens, i_tokens)).squeeze(-1)  # [N]
+    def forward(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor, q_vec: torch.Tensor | None = None,
+                i_vec: torch.Tensor | None = None) -> torch.Tensor:
+        feats = self.features(q_tokens, i_tokens)  # [N, R]
+        if self.use_cosine:
+            if q_vec is None or i_vec is None:
+                raise ValueError("this 0-order part reads the bi-encoder cosine: pass q_vec and i_vec")
+            feats = torch.cat([feats, cosine(q_vec, i_vec).unsqueeze(-1)], dim=-1)  # [N, R + 1]
+        return self.out(feats).squeeze(-1)  # [N]
 
 
 class PathAttention(nn.Module):
@@ -221,6 +238,7 @@ class BermConfig:
     hidden: int = 32  # k-order MLP: 4 * paths -> hidden -> 1
     paths: int = 4
     use_k_order: bool = True
+    use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec); False is the word-only ablation
     vec_dim: int = 384  # D, the bi-encoder dimension of q_vec, i_vec and nb_vec
     attn_dim: int = 32  # A, the width of the path attention
     model_version: str = MODEL_VERSION
@@ -232,7 +250,7 @@ class Berm(nn.Module):
     def __init__(self, config: BermConfig) -> None:
         super().__init__()
         self.config = config
-        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels)
+        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels, config.use_cosine)
         if config.use_k_order:
             self.path_attention = PathAttention(config.paths, config.vec_dim, 2 * config.vec_dim,
                                                 config.attn_dim, cond_vectors=2)
@@ -262,7 +280,7 @@ class Berm(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """score, zero_order, k_order, bm25: [N] each (score = the sum of the three); attention [N, P, K]."""
         n, k = check_batch(batch, self.config.paths, self.config.vec_dim)
-        zero_order = self.zero_order(batch["q_tokens"], batch["i_tokens"])  # [N]
+        zero_order = self.zero_order(batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"])  # [N]
         if self.config.use_k_order:
             k_order, attention = self.k_order(batch)
         else:

@@ -45,7 +45,7 @@ from reranker.text import Vocab
 
 log = logging.getLogger(__name__)
 
-MODEL_VERSION = "berm-o-1"
+MODEL_VERSION = "berm-o-2"  # 2: the 0-order part reads the bi-encoder cosine
 ONNX_INPUTS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "q_ctx", "q_ctx_w", "q_has",
                "i_ctx", "i_ctx_w", "i_has", "bm25")
 ONNX_OUTPUTS = ("score", "zero_order", "k_order")
@@ -59,6 +59,7 @@ class BermOConfig:
     kernels: int = 7
     hidden: int = 16  # k-order MLP: 3 * 4 paths -> hidden -> 1
     use_k_order: bool = True
+    use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec), as in BERM
     vec_dim: int = 384  # D
     attn_dim: int = 16  # A, the width of each side's path attention
     model_version: str = MODEL_VERSION
@@ -71,7 +72,7 @@ class BermO(nn.Module):
     def __init__(self, config: BermOConfig) -> None:
         super().__init__()
         self.config = config
-        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels)
+        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels, config.use_cosine)
         if config.use_k_order:
             self.query_attention = PathAttention(2, config.vec_dim, config.vec_dim, config.attn_dim, 1)
             self.item_attention = PathAttention(2, config.vec_dim, config.vec_dim, config.attn_dim, 1)
@@ -116,7 +117,7 @@ class BermO(nn.Module):
 
     def _parts(self, q_tokens, i_tokens, q_vec, i_vec, q_ctx, q_ctx_w, q_has, i_ctx, i_ctx_w, i_has, bm25
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        zero_order = self.zero_order(q_tokens, i_tokens)  # [N]
+        zero_order = self.zero_order(q_tokens, i_tokens, q_vec, i_vec)  # [N]
         if self.config.use_k_order:
             q_side = torch.stack([cosine(q_ctx, i_vec.unsqueeze(1)), q_ctx_w, q_has], dim=-1)  # [N, 2, 3]
             i_side = torch.stack([cosine(i_ctx, q_vec.unsqueeze(1)), i_ctx_w, i_has], dim=-1)  # [N, 2, 3]

@@ -8,6 +8,7 @@ loss = MSE(score, target)
      + margin_weight * MarginMSE(score_i - score_j, target_i - target_j)   over random pairs in a group
      + hard_label_weight * RankNet(score_i - score_j)                     over labeled pairs in a group
                                                                            with gain_i - gain_j >= min_gain_gap
+     + listwise_weight * KL(softmax(target / T) || softmax(score / T))     per group, averaged over groups
 
 Choices where the paper is silent:
 - MarginMSE pairs: every candidate of a group with at least two candidates is paired with
@@ -15,6 +16,10 @@ Choices where the paper is silent:
   each step, from torch's seeded generator.
 - RankNet uses every ordered labeled pair of a group whose gains differ by >= min_gain_gap
   (unweighted, log(1 + exp(-(s_i - s_j))), averaged); a step without such pairs adds 0.
+- The listwise KL is the distillation loss of Hinton et al. on each query's candidate list: it
+  weighs the top of the list (where NDCG is decided) more than the pointwise and pairwise terms
+  do. T = `listwise_temperature`, chosen on dev; it is multiplied by T^2 (Hinton's correction, so
+  the gradient scale does not depend on T). Groups with one candidate add 0.
 - Each epoch visits the groups in a new seeded order, `batch_queries` groups a step; the groups of
   a step are concatenated into one batch with the token ids padded (0) to the step's longest query
   and title (and the neighbor lists to the longest K, masked). Adam, gradient norm clipped at
@@ -50,6 +55,8 @@ class DistillConfig:
     margin_pairs: int = 4  # random partners per candidate for MarginMSE
     min_gain_gap: float = 0.5  # RankNet uses labeled pairs at least this far apart
     grad_clip: float = 5.0  # max gradient norm, 0 = no clipping
+    listwise_weight: float = 0.0  # listwise KL to the targets per group (0 = off)
+    listwise_temperature: float = 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,6 +117,37 @@ class RankNetLoss(nn.Module):
         return F.softplus(-diff[use]).mean()
 
 
+class ListwiseKLLoss(nn.Module):
+    """Mean over groups of T^2 * KL(softmax(targets / T) || softmax(scores / T)) within each group."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, scores: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        _check_1d("scores, targets and groups", scores, targets, groups)
+        if groups.dtype != torch.int64:
+            raise ValueError(f"groups must be int64, got {str(groups.dtype).removeprefix('torch.')}")
+        t = self.temperature
+        same = groups[:, None] == groups[None, :]  # [N, N]
+        sizes = same.sum(1)  # [N], the size of each row's group
+        # log-softmax within each group: logsumexp over the row's group members
+        def log_softmax(values: torch.Tensor) -> torch.Tensor:
+            grid = (values / t)[None, :].expand(len(values), -1).masked_fill(~same, float("-inf"))
+            return values / t - torch.logsumexp(grid, dim=1)
+
+        log_p, log_q = log_softmax(targets), log_softmax(scores)
+        per_item = log_p.exp() * (log_p - log_q)  # [N]
+        used = sizes > 1
+        if not bool(used.any()):
+            return scores.sum() * 0.0
+        per_group = torch.zeros(int(groups.max()) + 1, dtype=scores.dtype).index_add(0, groups[used], per_item[used])
+        n_groups = int(torch.unique(groups[used]).numel())
+        return t * t * per_group.sum() / n_groups
+
+
 def sample_pairs(groups: torch.Tensor, per_item: int) -> torch.Tensor:
     """[M, 2] pairs (i, j), j != i from i's group; groups must be sorted ids 0..G-1 (as `collate` makes)."""
     if groups.numel() and bool((groups[1:] < groups[:-1]).any()):
@@ -125,12 +163,14 @@ def sample_pairs(groups: torch.Tensor, per_item: int) -> torch.Tensor:
 
 
 class DistillLoss(nn.Module):
-    """MSE + margin_weight * MarginMSE (random in-group pairs) + hard_label_weight * RankNet."""
+    """MSE + margin_weight * MarginMSE (random in-group pairs) + hard_label_weight * RankNet
+    + listwise_weight * listwise KL."""
 
     def __init__(self, config: DistillConfig) -> None:
         super().__init__()
         self.config = config
         self.mse, self.margin, self.ranknet = ScoreMSELoss(), MarginMSELoss(), RankNetLoss(config.min_gain_gap)
+        self.listwise = ListwiseKLLoss(config.listwise_temperature)
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor, gains: torch.Tensor,
                 groups: torch.Tensor) -> torch.Tensor:
@@ -141,6 +181,8 @@ class DistillLoss(nn.Module):
             loss = loss + self.config.margin_weight * self.margin(scores, targets, pairs)
         if self.config.hard_label_weight:
             loss = loss + self.config.hard_label_weight * self.ranknet(scores, gains, groups)
+        if self.config.listwise_weight:
+            loss = loss + self.config.listwise_weight * self.listwise(scores, targets, groups)
         return loss
 
 

@@ -9,8 +9,10 @@ so an interrupted run continues where it stopped. Test queries are only touched 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
 import logging
 import random
 import time
@@ -29,7 +31,9 @@ from indexer.graph import ClickGraph, graph_from_logs
 from indexer.records import Catalog
 from indexer.splits import QuerySplit
 from reranker.models.teacher import Teacher, minmax
+from reranker.training.errors import PipelineError
 from reranker.training.labeling import LabeledPairs, label_candidates
+from reranker.training.pseudo_queries import pseudo_queries
 from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import NeighborSampler
 from reranker.models.berm import Berm, BermConfig
@@ -50,28 +54,84 @@ class Profile:
     train_queries: int | None  # train queries used for labeling, graph and students (None: all)
     dev_queries: int | None
     test_queries: int | None
-    label_k: int = 50  # BM25 top-K of each train query scored by the teacher
+    label_k: int = 100  # BM25 top-K of each train query scored by the teacher (all that serving reranks)
+    pseudo_queries: int = 0  # extra unlabeled queries cut from product titles, teacher-scored
+    pseudo_k: int = 30  # BM25 top-K of each pseudo-query scored by the teacher
     bm25_depth: int = 100
     mix_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     student_epochs: int = 6
+    use_cosine: bool = True  # the students' 0-order part also reads the bi-encoder cosine of query and item
+    listwise_weight: float = 1.0  # listwise KL to the teacher per query (reranker/training/distill.py)
+    listwise_temperature: float = 1.0
     confident_edge: float = 0.8  # teacher sigmoid above which a BM25 candidate joins the graph
     per_path: int = 5  # sampled neighbors per metapath
     all_products: bool = True  # embed the whole catalog (else only products some query retrieves)
     speed_queries: int = 50  # test queries timed again for the repeated-query speed column
+    k_order_ablation: bool = True  # also train BERM without k-order (ablation runs skip it)
     seed: int = 13
+    teacher_from: str | None = None  # start the teacher from this trained teacher folder (another shop's)
 
 
-STUDENT_SETTINGS = ("student_epochs", "confident_edge", "per_path", "all_products")
-MEASUREMENT_ONLY = ("speed_queries",)  # change no artifact, so no stage digest
+# Settings that first matter at a later stage enter the digest chain there, so changing them redoes
+# that stage and what follows, never the (long) teacher before it.
+STAGE_SETTINGS = {
+    "teacher_mix": ("mix_grid",),
+    "labels": ("label_k", "pseudo_queries", "pseudo_k"),
+    "graph": ("confident_edge",),
+    "faiss": ("all_products",),
+    "berm": ("student_epochs", "per_path", "use_cosine", "listwise_weight", "listwise_temperature"),
+}
+# Change no artifact (a measurement, or whether an optional stage runs), so no stage digest.
+MEASUREMENT_ONLY = ("speed_queries", "k_order_ablation")
 
 PROFILES: dict[str, Profile] = {
     # Minutes on 2 cores: the demo and CI.
     "quick": Profile("quick", TeacherTrainConfig(max_queries=300, checkpoint_every=50),
                      train_queries=300, dev_queries=100, test_queries=200, student_epochs=10,
-                     all_products=False, speed_queries=10),
+                     all_products=False, speed_queries=10, pseudo_queries=600),
+    # A new shop with a few hundred labeled queries, judged on the usual (whole) test split.
+    "small-shop": Profile("small-shop", TeacherTrainConfig(max_queries=200, checkpoint_every=50),
+                          train_queries=200, dev_queries=100, test_queries=None, student_epochs=10,
+                          all_products=False, speed_queries=10, pseudo_queries=600, seed=29),
     # The headline numbers: every train query, the whole test split (an hour or more on 2 cores).
-    "full": Profile("full", TeacherTrainConfig(), train_queries=None, dev_queries=400, test_queries=None),
+    "full": Profile("full", TeacherTrainConfig(), train_queries=None, dev_queries=400, test_queries=None,
+                    pseudo_queries=10000),
 }
+
+
+STAGES = ("bm25", "teacher", "teacher_mix", "labels", "graph", "faiss", "berm", "berm_no_k_order", "berm_o",
+          "dev_check", "evaluate")
+
+
+def with_overrides(profile: Profile, overrides: dict[str, str]) -> Profile:
+    """The profile with KEY=VALUE settings replaced, each parsed as its field's type."""
+    kinds = {f.name: f.type for f in dataclasses.fields(Profile) if f.name not in ("name", "teacher")}
+    values = {}
+    for key, raw in overrides.items():
+        if key not in kinds:
+            raise PipelineError(f"unknown pipeline setting {key!r}; settings: {', '.join(sorted(kinds))}")
+        kind = str(kinds[key])
+        try:
+            if "bool" in kind:
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                values[key] = raw.lower() in ("true", "1")
+            elif "tuple" in kind:
+                values[key] = tuple(float(x) for x in raw.split(","))
+            elif "int" in kind and raw.lower() != "none":
+                values[key] = int(raw)
+            elif "float" in kind:
+                values[key] = float(raw)
+            else:
+                values[key] = None if raw.lower() == "none" else raw
+        except ValueError:
+            raise PipelineError(f"setting {key}={raw!r}: expected {kind}") from None
+    return dataclasses.replace(profile, **values)
+
+
+def run_name(profile: Profile, overrides: dict[str, str]) -> str:
+    """The run's folder name: the profile's, plus its overrides (`quick+use_cosine=False`)."""
+    return "+".join([profile.name, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
 
 
 def model_manifest(folder: Path) -> dict:
@@ -100,9 +160,19 @@ class Pipeline:
     profile: Profile
     root: Path
     timings: dict[str, float] = field(default_factory=dict)
+    name: str | None = None  # the run folder's name after the dataset (default: the profile's)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root) / f"{self.catalog.name}-{self.profile.name}"
+        base = Path(self.root) / f"{self.catalog.name}-{self.profile.name}"
+        self.root = Path(self.root) / f"{self.catalog.name}-{self.name or self.profile.name}"
+        if self.root != base and not self.root.exists() and base.is_dir():
+            # a variant run starts as a copy of its profile's run: stages whose settings it shares
+            # (the teacher, usually) have the same digest and are not redone
+            shutil.copytree(base, self.root, ignore=shutil.ignore_patterns("teacher-checkpoint", "eval.json",
+                                                                            "dev_check.json"))
+        if self.profile.teacher_from and not (Path(self.profile.teacher_from) / "teacher_config.json").is_file():
+            raise PipelineError(f"--teacher-from {self.profile.teacher_from}: no trained teacher there "
+                                f"(expected teacher_config.json, e.g. artifacts/pipeline/home-depot-full/teacher)")
         self.root.mkdir(parents=True, exist_ok=True)
         graded = self.catalog.judgments_by_query()
         seed = self.profile.seed
@@ -111,6 +181,10 @@ class Pipeline:
         self.test_q = _sample([q for q in self.split.test if q in graded], self.profile.test_queries, seed)
         self.texts = {q: self.catalog.queries[q].text for q in self.train_q + self.dev_q + self.test_q}
         self.titles = {p: product.title for p, product in self.catalog.products.items()}
+        # pseudo-queries (labels stage) train the students beside the train queries
+        path = self.root / "pseudo_queries.json"
+        self.pseudo: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        self.texts.update(self.pseudo)
         self.manifest = {
             "dataset": self.catalog.name, "data_fingerprint": self.catalog.fingerprint(),
             "split_id": self.split.split_id, "profile": self.profile.name,
@@ -158,12 +232,14 @@ class Pipeline:
     def teacher(self) -> None:
         config = self.profile.teacher
         groups = build_groups(self.catalog, self.train_q, self.bm25_top(), config)
-        teacher = Teacher.from_base()
+        source = self.profile.teacher_from
+        teacher = Teacher.load(Path(source)) if source else Teacher.from_base()
         before = self.dev_clear_pairs(teacher)
         history = train_teacher(teacher, groups, config, self.root / "teacher-checkpoint")
         after = self.dev_clear_pairs(teacher)
         log.info("teacher dev clear-pair accuracy: %.3f untrained -> %.3f trained", before, after)
         teacher.save(self.root / "teacher", {**self.manifest, "train_config": asdict(config), "groups": len(groups),
+                                             "teacher_from": source,
                                              "loss_history": history, "dev_clear_pair_acc_untrained": before,
                                              "dev_clear_pair_acc": after})
 
@@ -201,6 +277,12 @@ class Pipeline:
             for p in grades[q]:
                 items.setdefault(p, top[q].get(p, 0.0))
             candidates[q] = items
+        self.pseudo = pseudo_queries(self.catalog.products, self.profile.pseudo_queries, self.profile.seed)
+        pseudo_top = bm25_top(self.es, self.alias, self.pseudo, size=self.profile.pseudo_k) if self.pseudo else {}
+        self.pseudo = {q: text for q, text in self.pseudo.items() if len(pseudo_top.get(q, {})) > 1}
+        candidates.update({q: pseudo_top[q] for q in self.pseudo})
+        self.texts.update(self.pseudo)
+        (self.root / "pseudo_queries.json").write_text(json.dumps(self.pseudo))
         label_candidates(teacher, self.texts, candidates, self.titles).save(self.root / "train_labels.npz")
 
     # -- students ------------------------------------------------------------------------------------
@@ -257,10 +339,10 @@ class Pipeline:
         mix = Teacher.load_config(self.root / "teacher").bm25_mix
         folds = [self._context(f"graph_fold{fold}.json") for fold in (0, 1)]
         bm25 = {q: {p: b for p, (b, _) in items.items()} for q, items in labels.items()}
-        items = sorted({p for q in self.train_q for p in bm25.get(q, {})})
+        items = sorted({p for candidates in bm25.values() for p in candidates})
         for builder in folds:
             builder.sampler.warm_items(items, self._stores[1])
-        return StudentGroups(self.train_q, self.texts, bm25, mixed_targets(labels, mix), self._grades(self.train_q),
+        return StudentGroups(self.train_q + sorted(self.pseudo), self.texts, bm25, mixed_targets(labels, mix), self._grades(self.train_q),
                              lambda q: folds[fold_of(q)], target_of)
 
     def _dev_agreement(self, scorer, warm) -> float:
@@ -282,8 +364,10 @@ class Pipeline:
     def student(self, name: str, use_k_order: bool) -> None:
         """BERM (or its no-k-order ablation) distilled from the deployed teacher's scores plus the grades."""
         vocab = Vocab.load(self.root / "vocab.json")
-        model = Berm(BermConfig(vocab_size=len(vocab), use_k_order=use_k_order))
-        config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed)
+        model = Berm(BermConfig(vocab_size=len(vocab), use_k_order=use_k_order, use_cosine=self.profile.use_cosine))
+        config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed,
+                               listwise_weight=self.profile.listwise_weight,
+                               listwise_temperature=self.profile.listwise_temperature)
         torch.manual_seed(config.seed)
         history = train_student(model, self._train_groups(), config)
         builder = self._context("graph.json", load_bi_encoder())
@@ -306,8 +390,10 @@ class Pipeline:
             with torch.inference_mode():
                 return teacher_model(group)["score"]
 
-        model = BermO(BermOConfig(vocab_size=len(vocab)))
-        config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed, hard_label_weight=0.0)
+        model = BermO(BermOConfig(vocab_size=len(vocab), use_cosine=self.profile.use_cosine))
+        config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed, hard_label_weight=0.0,
+                               listwise_weight=self.profile.listwise_weight,
+                               listwise_temperature=self.profile.listwise_temperature)
         torch.manual_seed(config.seed)
         history = train_student(model, self._train_groups(berm_scores), config)
         builder = self._context("graph.json", load_bi_encoder())
@@ -359,33 +445,60 @@ class Pipeline:
                        "teacher_over_model_first": first[teacher_name] / first[name],
                        "teacher_over_model_repeat": repeat[teacher_name] / repeat[name]} for name in first}
 
+    def _rankers(self, queries: list[str]) -> list:
+        """BM25, the zero-shot bi-encoder, the deployed teacher, BERM (and its ablation) and BERM-O."""
+        from evaluation.model_rankers import BiEncoderRanker, OnlineRanker, StudentRanker
+        from evaluation.rankers import BM25Ranker
+
+        encoder = load_bi_encoder()
+        builder = self._context("graph.json", encoder)
+        top = self.bm25_top()
+        builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
+                                          | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
+        teacher = Teacher.load(self.root / "teacher")
+        teacher.name = f"teacher cross-encoder (BM25 mix {teacher.config.bm25_mix})"
+        rankers = [BM25Ranker(), BiEncoderRanker(encoder, self._stores[1]), teacher,
+                   StudentRanker("BERM", Berm.load(self.root / "berm"), builder)]
+        if (self.root / "berm_no_k_order").is_dir() and self.profile.k_order_ablation:
+            rankers.append(StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder))
+        rankers.append(OnlineRanker(OnlineReranker.load(self.root / "serving")))
+        return rankers
+
+    def dev_check(self) -> None:
+        """Guard rail: every trained model against BM25 and the zero-shot bi-encoder on dev (end to end
+        NDCG@10, paired t-test); the verdicts go to dev_check.json and the serving manifest."""
+        from evaluation.runner import evaluate_rankers
+        from evaluation.significance import paired_tests
+        from reranker.training.verdicts import REFERENCES, dev_verdicts
+
+        rankers = self._rankers(self.dev_q)
+        result = evaluate_rankers(self.es, self.alias, self.catalog, self.dev_q, rankers, side="dev",
+                                  split_id=self.split.split_id, depth=self.profile.bm25_depth)
+        tests = paired_tests(result, list(REFERENCES))
+        check = dev_verdicts({row.name: row.end_to_end["ndcg@10"] for row in result.rows}, tests)
+        (self.root / "dev_check.json").write_text(json.dumps(check, indent=1))
+        path = self.root / "serving" / "manifest.json"
+        manifest = json.loads(path.read_text())
+        manifest["dev_check"] = check
+        path.write_text(json.dumps(manifest, indent=1))
+        for line in check["warnings"]:
+            log.warning("dev check: %s", line)
+
     def evaluate(self) -> None:
         """Every model on the test queries, both settings, one table, significance, timings, JSON."""
-        from evaluation.model_rankers import BiEncoderRanker, OnlineRanker, StudentRanker
         from evaluation.rankers import BM25Ranker
         from evaluation.report import print_significance, print_speed, print_table, write_json
         from evaluation.runner import evaluate_rankers
         from evaluation.significance import paired_tests
 
-        encoder = load_bi_encoder()
-        builder = self._context("graph.json", encoder)
-        top = self.bm25_top()
-        builder.sampler.warm_items(sorted({p for q in self.test_q for p in top.get(q, {})}
-                                          | {p for g in self._grades(self.test_q).values() for p in g}), self._stores[1])
-        teacher = Teacher.load(self.root / "teacher")
-        teacher.name = f"teacher cross-encoder (BM25 mix {teacher.config.bm25_mix})"
-        rankers = [
-            BM25Ranker(),
-            BiEncoderRanker(encoder, self._stores[1]),
-            teacher,
-            StudentRanker("BERM", Berm.load(self.root / "berm"), builder),
-            StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder),
-            OnlineRanker(OnlineReranker.load(self.root / "serving")),
-        ]
+        rankers = self._rankers(self.test_q)
+        teacher = rankers[2]
         result = evaluate_rankers(self.es, self.alias, self.catalog, self.test_q, rankers, side="test",
                                   split_id=self.split.split_id, depth=self.profile.bm25_depth)
         # the ablation gets its own test: does the k-order context help BERM on these queries?
-        tests = paired_tests(result, [BM25Ranker.name, teacher.name], pairs=[("BERM", "BERM without k-order")])
+        names = {row.name for row in result.rows}
+        pairs = [("BERM", "BERM without k-order")] if "BERM without k-order" in names else []
+        tests = paired_tests(result, [BM25Ranker.name, teacher.name], pairs=pairs)
         print_table(result)
         print_significance(tests)
         speed = self._speed(result, rankers, teacher.name)
@@ -394,7 +507,9 @@ class Pipeline:
         extra = {**self.manifest, "significance_p_values": tests, "speed": speed,
                  "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
                  "dev_spearman_with_teacher": {name: model_manifest(self.root / name).get("dev_spearman_with_teacher")
-                                               for name in ("berm", "berm_no_k_order", "berm_o")}}
+                                               for name in ("berm", "berm_no_k_order", "berm_o")},
+                 "dev_check": json.loads((self.root / "dev_check.json").read_text())
+                 if (self.root / "dev_check.json").exists() else None}
         write_json(result, self.root / "eval.json", extra)
         log.info("wrote %s", self.root / "eval.json")
 
@@ -409,19 +524,22 @@ class Pipeline:
             ("berm", lambda: self.student("berm", use_k_order=True)),
             ("berm_no_k_order", lambda: self.student("berm_no_k_order", use_k_order=False)),
             ("berm_o", self.berm_o),
+            ("dev_check", self.dev_check),
             ("evaluate", self.evaluate),
         ]
-        if until is not None and until not in dict(plan):
-            raise ValueError(f"unknown stage {until!r}; stages: {', '.join(name for name, _ in plan)}")
+        if until is not None and until not in STAGES:
+            raise PipelineError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
+        if not self.profile.k_order_ablation:
+            plan = [(name, fn) for name, fn in plan if name != "berm_no_k_order"]
         # A stage's digest chains the one before it: redoing a stage redoes everything after it.
         settings = asdict(self.profile)
-        student_settings = {key: settings.pop(key) for key in STUDENT_SETTINGS}
+        later = {stage: {key: settings.pop(key) for key in keys} for stage, keys in STAGE_SETTINGS.items()}
         for key in MEASUREMENT_ONLY:
             settings.pop(key)
         digest = _digest(settings, self.manifest)
         for name, fn in plan:
-            if name == "graph":  # the student settings only reach the stages from the graph on
-                digest = _digest(digest, student_settings)
+            if name in later:
+                digest = _digest(digest, later[name])
             digest = _digest(digest, name)
             log.info("stage %s", name)
             self.run_stage(name, digest, fn)

@@ -1,0 +1,66 @@
+"""Profile overrides (`pipeline --set`), run folders, stage digests and the dev-check verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reranker.training.errors import PipelineError
+from reranker.training.pipeline import PROFILES, STAGE_SETTINGS, STAGES, run_name, with_overrides
+from reranker.training.verdicts import BI_ENCODER, BM25, SERVED, dev_verdicts, verdict
+
+
+def test_overrides_are_parsed_as_their_field_types() -> None:
+    profile = with_overrides(PROFILES["quick"], {"use_cosine": "false", "label_k": "50", "listwise_temperature": "2.5",
+                                                 "mix_grid": "0,0.5", "teacher_from": "/x/teacher", "dev_queries": "none"})
+    assert profile.use_cosine is False and profile.label_k == 50 and profile.listwise_temperature == 2.5
+    assert profile.mix_grid == (0.0, 0.5) and profile.teacher_from == "/x/teacher" and profile.dev_queries is None
+    assert PROFILES["quick"].use_cosine is True  # the registered profile is untouched
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"no_such_setting": "1"}, "unknown pipeline setting 'no_such_setting'"),
+    ({"label_k": "many"}, "label_k='many'"),
+    ({"use_cosine": "maybe"}, "use_cosine='maybe'"),
+])
+def test_bad_overrides_fail_with_one_clear_reason(overrides, message) -> None:
+    with pytest.raises(PipelineError, match=message):
+        with_overrides(PROFILES["quick"], overrides)
+
+
+def test_a_variant_run_has_its_own_folder_name() -> None:
+    assert run_name(PROFILES["quick"], {}) == "quick"
+    assert run_name(PROFILES["quick"], {"use_cosine": "false", "label_k": "50"}) == "quick+label_k=50+use_cosine=false"
+
+
+def test_later_stage_settings_enter_at_existing_stages_only() -> None:
+    assert set(STAGE_SETTINGS) <= set(STAGES)
+    fields = set(PROFILES["quick"].__dataclass_fields__)
+    assert all(key in fields for keys in STAGE_SETTINGS.values() for key in keys)
+
+
+def test_verdicts_need_a_higher_mean_and_a_significant_paired_test() -> None:
+    assert verdict(0.02, 0.01) == "better"
+    assert verdict(0.02, 0.2) == "not significantly better"
+    assert verdict(-0.01, 0.01) == "worse" and verdict(0.0, 0.5) == "worse"
+
+
+def test_dev_check_says_plainly_which_model_is_not_better() -> None:
+    ndcg = {BM25: 0.30, BI_ENCODER: 0.28, "BERM": 0.33, SERVED: 0.29}
+    tests = {"BERM": {f"vs {BM25}": {"e2e ndcg@10": 0.01}, f"vs {BI_ENCODER}": {"e2e ndcg@10": 0.001}},
+             SERVED: {f"vs {BM25}": {"e2e ndcg@10": 0.6}, f"vs {BI_ENCODER}": {"e2e ndcg@10": 0.04}}}
+    check = dev_verdicts(ndcg, tests)
+    assert check["models"]["BERM"]["vs"][BM25] == {"delta": pytest.approx(0.03), "p": 0.01, "verdict": "better"}
+    assert check["models"][SERVED]["vs"][BM25]["verdict"] == "worse"
+    assert check["models"][SERVED]["vs"][BI_ENCODER]["verdict"] == "better"
+    assert check["served_is_better"] is False
+    assert check["warnings"] == [f"{SERVED} is worse than BM25 on dev (NDCG@10 0.2900 vs 0.3000, p = 0.6)"]
+    assert set(check["models"]) == {"BERM", SERVED}  # the references are not judged against themselves
+
+
+def test_dev_check_without_p_values_is_not_called_better() -> None:
+    check = dev_verdicts({BM25: 0.3, SERVED: 0.4}, {})
+    assert math.isnan(check["models"][SERVED]["vs"][BM25]["p"])
+    assert check["models"][SERVED]["vs"][BM25]["verdict"] == "not significantly better"
+    assert check["served_is_better"] is False
