@@ -340,17 +340,23 @@ def ablation(
     path: PathOpt = None,
     es_url: UrlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table and tests here.")] = None,
+    parts: Annotated[Optional[list[str]], typer.Option(
+        "--part", help="Switch off only these parts (repeatable): cosine, listwise, pseudo, top100. Default: all.")] = None,
 ) -> None:
     """BERM-O with each added part switched off, trained and tested on the profile's test queries (paired tests)."""
     from evaluation.report import print_significance, print_table, write_json
     from reranker.training.ablation import VARIANTS, run_ablation
 
+    unknown = sorted(set(parts or []) - set(VARIANTS))
+    if unknown:
+        raise PipelineError(f"unknown part {unknown[0]!r}; parts: {', '.join(VARIANTS)}")
     make = _pipeline_factory(profile, fmt, path, es_url)
-    result, tests = run_ablation(make, VARIANTS)
+    result, tests = run_ablation(make, list(parts or VARIANTS))
     print_table(result, console)
     print_significance(tests, console)
     out = json_out or make({}).root / "ablation.json"
-    write_json(result, out, {"significance_p_values": tests, "variants": VARIANTS})
+    write_json(result, out, {"significance_p_values": tests,
+                             "variants": {VARIANTS[p][0]: VARIANTS[p][1] for p in parts or VARIANTS}})
     console.print(f"wrote {out}")
 
 

@@ -89,6 +89,11 @@ class ContextBuilder:
             self._text_vectors[query_text] = embed(model, [query_text], progress=False)[0]
         return self._text_vectors[query_text]
 
+    def remember_query_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        """Vectors of query texts that are not in the store, embedded beforehand in one batch
+        (training's pseudo-queries), so no group waits for the bi-encoder."""
+        self._text_vectors.update(vectors)
+
     def _title(self, product_id: str) -> str:
         try:
             return self.products[product_id].title

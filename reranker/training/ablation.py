@@ -18,17 +18,16 @@ from reranker.serving.online import OnlineReranker
 from reranker.training.pipeline import Pipeline
 
 FULL_MODEL = "BERM-O, all parts"
-# name -> the settings that switch one part off
-VARIANTS: dict[str, dict[str, str]] = {
-    "BERM-O without the bi-encoder cosine": {"use_cosine": "false"},
-    "BERM-O without the listwise KL loss": {"listwise_weight": "0"},
-    "BERM-O without pseudo-queries": {"pseudo_queries": "0"},
-    "BERM-O with labels on BM25 top-50 (not 100)": {"label_k": "50"},
+# part -> (row name, the settings that switch it off)
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "cosine": ("BERM-O without the bi-encoder cosine", {"use_cosine": "false"}),
+    "listwise": ("BERM-O without the listwise KL loss", {"listwise_weight": "0"}),
+    "pseudo": ("BERM-O without pseudo-queries", {"pseudo_queries": "0"}),
+    "top100": ("BERM-O with labels on BM25 top-50 (not 100)", {"label_k": "50"}),
 }
 
 
-def run_ablation(make_pipeline: Callable[[dict[str, str]], Pipeline], variants: dict[str, dict[str, str]]
-                 ) -> tuple[EvalResult, dict]:
+def run_ablation(make_pipeline: Callable[[dict[str, str]], Pipeline], parts: list[str]) -> tuple[EvalResult, dict]:
     """Train the full model and each variant (until BERM-O), then evaluate them on the test queries.
 
     `make_pipeline(overrides)` returns the pipeline of the profile with those overrides.
@@ -37,7 +36,8 @@ def run_ablation(make_pipeline: Callable[[dict[str, str]], Pipeline], variants: 
     base = make_pipeline({})
     base.run(until="berm_o")
     runs = {FULL_MODEL: base}
-    for name, overrides in variants.items():
+    for part in parts:
+        name, overrides = VARIANTS[part]
         run = make_pipeline({**overrides, "k_order_ablation": "false"})
         run.run(until="berm_o")
         runs[name] = run

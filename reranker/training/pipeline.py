@@ -89,10 +89,11 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", TeacherTrainConfig(max_queries=300, checkpoint_every=50),
                      train_queries=300, dev_queries=100, test_queries=200, student_epochs=10,
                      all_products=False, speed_queries=10, pseudo_queries=600),
-    # A new shop with a few hundred labeled queries, judged on the usual (whole) test split.
+    # A new shop with a few hundred labeled queries (another sample of train queries than quick's),
+    # judged on a larger sample of the usual test split than quick's.
     "small-shop": Profile("small-shop", TeacherTrainConfig(max_queries=200, checkpoint_every=50),
-                          train_queries=200, dev_queries=100, test_queries=None, student_epochs=10,
-                          all_products=False, speed_queries=10, pseudo_queries=600, seed=29),
+                          train_queries=200, dev_queries=100, test_queries=400, student_epochs=6,
+                          all_products=False, speed_queries=10, pseudo_queries=400, seed=29),
     # The headline numbers: every train query, the whole test split (an hour or more on 2 cores).
     "full": Profile("full", TeacherTrainConfig(), train_queries=None, dev_queries=400, test_queries=None,
                     pseudo_queries=10000),
@@ -319,8 +320,26 @@ class Pipeline:
             wanted |= set(LabeledPairs.load(self.root / "train_labels.npz").product_ids.tolist())
             products = sorted(wanted)
         encoder = load_bi_encoder()
-        VectorStore.build(products, embed(encoder, [self.titles[p] for p in products])).save(self.root, "item_store")
+        known = self._known_item_vectors()
+        todo = [p for p in products if p not in known]
+        fresh = dict(zip(todo, embed(encoder, [self.titles[p] for p in todo]))) if todo else {}
+        log.info("product vectors: %d reused from other runs, %d embedded", len(products) - len(todo), len(todo))
+        vectors = np.stack([known[p] if p in known else fresh[p] for p in products]) if products else np.zeros((0, 384), np.float32)
+        VectorStore.build(products, vectors).save(self.root, "item_store")
         VectorStore.build(self.train_q, embed(encoder, [self.texts[q] for q in self.train_q])).save(self.root, "query_store")
+
+    def _known_item_vectors(self) -> dict[str, np.ndarray]:
+        """Product vectors other runs on the same catalog data already computed: the bi-encoder is
+        frozen, so they are the vectors this run would compute (embedding 55k titles takes ~10 min)."""
+        known: dict[str, np.ndarray] = {}
+        for folder in sorted(self.root.parent.glob(f"{self.catalog.name}-*")):
+            if folder == self.root or not VectorStore.paths(folder, "item_store")[0].is_file():
+                continue
+            if model_manifest(folder / "teacher").get("data_fingerprint") != self.manifest["data_fingerprint"]:
+                continue
+            store = VectorStore.load(folder, "item_store")
+            known.update({p: v for p, v in zip(store.ids, store.vectors_of(store.ids)) if p not in known})
+        return known
 
     def _context(self, graph_file: str, encoder=None) -> ContextBuilder:
         sampler = NeighborSampler(ClickGraph.load(self.root / graph_file), per_path=self.profile.per_path,
@@ -337,7 +356,14 @@ class Pipeline:
     def _train_groups(self, target_of=None) -> StudentGroups:
         labels = LabeledPairs.load(self.root / "train_labels.npz").by_query()
         mix = Teacher.load_config(self.root / "teacher").bm25_mix
-        folds = [self._context(f"graph_fold{fold}.json") for fold in (0, 1)]
+        # pseudo-queries are not in the query store: like test queries, they are embedded
+        encoder = load_bi_encoder() if self.pseudo else None
+        folds = [self._context(f"graph_fold{fold}.json", encoder) for fold in (0, 1)]
+        if self.pseudo:
+            texts = sorted(set(self.pseudo.values()))
+            vectors = dict(zip(texts, embed(encoder, texts, progress=False)))
+            for builder in folds:
+                builder.remember_query_vectors(vectors)
         bm25 = {q: {p: b for p, (b, _) in items.items()} for q, items in labels.items()}
         items = sorted({p for candidates in bm25.values() for p in candidates})
         for builder in folds:
