@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", choices=("bm25", "berm-o", "teacher"))
     parser.add_argument("--artifact", type=Path)
     parser.add_argument("--titles", type=Path)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, help="Request threads (default: SHOPSEARCH_RERANK_WORKERS).")
+    parser.add_argument("--port", type=int, default=0, help="gRPC port (0: any free one).")
     parser.add_argument("--request-log", type=Path, help="Write the per-request JSON lines here (as in production).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -36,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         request_log.addHandler(handler)
         request_log.setLevel(logging.INFO)
         request_log.propagate = False
-    config = ServerConfig(port=0, workers=args.workers, limits=Limits(max_candidates=1000),
-                          default_deadline_ms=60_000, grace_s=5)
-    if args.model == "berm-o":
-        from reranker.server.models import load_berm_o
+    from searchstack.settings import load_settings
 
-        server = RerankServer(config, loader=load_berm_o, artifact=args.artifact)
+    settings = load_settings(rerank_workers=args.workers)
+    config = ServerConfig.from_settings(settings, host="127.0.0.1", port=args.port, limits=Limits(max_candidates=1000),
+                                        default_deadline_ms=60_000, grace_s=5, metrics_port=None, reload_poll_s=0)
+    if args.model == "berm-o":
+        from reranker.server.models import berm_o_loader
+
+        server = RerankServer(config, loader=berm_o_loader(config.onnx_threads), artifact=args.artifact)
     elif args.model == "teacher":
         from reranker.models.teacher import Teacher
         from reranker.server.models import TeacherModel

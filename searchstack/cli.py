@@ -386,7 +386,7 @@ def serve(
     stdout gets one JSON line per request; messages go to stderr.
     """
     from reranker.server.app import RerankServer, ServerConfig, run_until_signal
-    from reranker.server.models import load_berm_o
+    from reranker.server.models import berm_o_loader
 
     settings = load_settings(rerank_artifact=artifact, rerank_host=host, rerank_port=port, rerank_workers=workers,
                              rerank_metrics_port=metrics_port)
@@ -394,7 +394,7 @@ def serve(
         raise ServerStartError("no artifact to serve: pass --artifact or set SHOPSEARCH_RERANK_ARTIFACT")
     config = ServerConfig.from_settings(settings, **({"metrics_port": None} if no_metrics else {}))
     _request_log_to_stdout()
-    server = RerankServer(config, loader=load_berm_o, artifact=settings.rerank_artifact)
+    server = RerankServer(config, loader=berm_o_loader(config.onnx_threads), artifact=settings.rerank_artifact)
     server.start()
     err_console.print(f"loading {settings.rerank_artifact} (port {server.port} answers health NOT_SERVING meanwhile)",
                       highlight=False)

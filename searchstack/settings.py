@@ -21,6 +21,12 @@ from pydantic_settings import (
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _default_rerank_workers() -> int:
+    # Requests spend most of their time in ONNX Runtime, which releases the GIL: a few request
+    # threads per core keep every core busy; more only queue inside the process.
+    return min(32, max(8, 4 * (os.cpu_count() or 1)))
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOPSEARCH_", extra="forbid")
 
@@ -51,7 +57,11 @@ class Settings(BaseSettings):
     rerank_host: str = "127.0.0.1"  # bind address; "[::]" to listen on every interface
     rerank_port: int = Field(50051, ge=0, le=65535)  # 0 = any free port (tests)
     rerank_target: str | None = None  # where clients call it; default rerank_host:rerank_port
-    rerank_workers: int = Field(8, ge=1)  # request threads
+    rerank_workers: int = Field(default_factory=_default_rerank_workers, ge=1)  # request threads: 4 a core, 8..32
+    # Threads of each ONNX run (0 = ONNX Runtime's default, every core). 1: concurrent requests fill
+    # the cores, and a 100-candidate graph is too small to split (threads would only contend).
+    rerank_onnx_intra_threads: int = Field(1, ge=0)
+    rerank_onnx_inter_threads: int = Field(1, ge=0)
     rerank_max_concurrent_rpcs: int = Field(64, ge=1)  # beyond this, RESOURCE_EXHAUSTED at once
     rerank_max_candidates: int = Field(1000, ge=1)
     rerank_max_text_chars: int = Field(1000, ge=1)  # per candidate text

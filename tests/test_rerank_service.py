@@ -428,3 +428,133 @@ def test_a_model_that_loses_a_score_is_an_internal_error_not_a_short_answer() ->
         assert (excinfo.value.code, excinfo.value.details) == (
             grpc.StatusCode.INTERNAL, "model forgetful-1: the model did not account for every candidate exactly once")
         assert c.health() == "SERVING"
+
+
+# -- concurrency ---------------------------------------------------------------------------------------
+
+def _concurrency_cases() -> list[tuple[str, list[Candidate], bool]]:
+    """Queries of the artifact and ad-hoc ones (cache misses that race), shuffled lists, items sent
+    only as text, explain on and off."""
+    ids = list(TITLES)
+    cases = []
+    for i, query in enumerate([*QUERIES, "hammer drill", "white paint", "drill bits for metal", "husky box"]):
+        order = ids[i % len(ids):] + ids[: i % len(ids)]
+        sent = bm25_list(order)
+        if i % 3 == 0:
+            sent.append(Candidate(f"new-{i}", 0.5, len(sent) + 1, f"Brand {i} Cordless Drill Kit"))
+        cases.append((query, sent, i % 2 == 0))
+    return cases
+
+
+def _answer(output) -> list[tuple]:
+    return [(s.product_id, s.score, s.zero_order, s.k_order, [(n.path, n.node_id, n.attention) for n in s.neighbors])
+            for s in output.scored] + [("unscored", tuple(output.unscored))]
+
+
+def test_concurrent_scoring_gives_the_sequential_answers(artifacts) -> None:
+    cases = _concurrency_cases()
+    sequential = OnlineReranker.load(artifacts["a"])
+    expected = [_answer(sequential.rerank(q, sent, explain)) for q, sent, explain in cases]
+    shared = OnlineReranker.load(artifacts["a"])  # a cold cache: the first calls of each query race
+    shared.query_cache_size = 3  # small, so entries are evicted while other threads read them
+    plan = [index for _ in range(6) for index in range(len(cases))]
+    got: dict[int, list] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def worker(offset: int) -> None:
+        try:
+            start.wait(30)
+            for n, index in enumerate(plan[offset::16]):
+                q, sent, explain = cases[index]
+                answer = _answer(shared.rerank(q, sent, explain))
+                if answer != expected[index]:
+                    errors.append(AssertionError(f"case {index} ({q!r}) differs from the sequential answer"))
+                got[offset * 1000 + n] = answer
+        except BaseException as err:  # reported below: a crash in a thread is the test failing
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:3]
+    assert len(got) == len(plan)
+    assert len(shared._queries) <= 3
+
+
+def test_concurrent_requests_through_the_server_get_the_sequential_answers(server, versions) -> None:
+    cases = _concurrency_cases()
+    with RerankClient(server.target, timeout_s=30) as c:
+        expected = [[(i.product_id, i.score, i.rank, i.explanation) for i in c.rerank(q, sent, explain=e).items]
+                    for q, sent, e in cases]
+    mismatches: list[str] = []
+    errors: list[BaseException] = []
+    queued: list[float] = []
+
+    def client(k: int) -> None:
+        try:
+            with RerankClient(server.target, timeout_s=30) as c:
+                for index in [*range(k % len(cases), len(cases)), *range(k % len(cases))] * 3:
+                    q, sent, e = cases[index]
+                    result = c.rerank(q, sent, explain=e)
+                    queued.append(result.timings_ms.get("queue", 0.0))
+                    if [(i.product_id, i.score, i.rank, i.explanation) for i in result.items] != expected[index] \
+                            or result.model_version != versions["a"]:
+                        mismatches.append(f"client {k}, case {index}")
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not mismatches, (errors[:3], mismatches[:5])
+    assert len(queued) == 8 * 3 * len(cases)
+    assert set(queued) == {0.0}, "BERM-O is thread-safe: no request waits for another's model call"
+
+
+class MeetingModel(Bm25Order):
+    """The floor, but each call waits until `parties` calls are inside the model at once."""
+
+    version = "meeting-1"
+
+    def __init__(self, parties: int) -> None:
+        self.barrier = threading.Barrier(parties, timeout=20)
+
+    def rerank(self, query, candidates, explain=False):
+        self.barrier.wait()  # BrokenBarrierError unless the server runs `parties` calls together
+        return super().rerank(query, candidates, explain)
+
+
+def test_a_thread_safe_model_runs_requests_concurrently() -> None:
+    with RerankServer(config(workers=8), model=MeetingModel(4)) as srv:
+        srv.wait_ready(10)
+        results: list[object] = []
+
+        def call() -> None:
+            with RerankClient(srv.target, timeout_s=30) as c:
+                try:
+                    results.append(c.rerank("cordless drill", bm25_list()).model_version)
+                except RerankError as err:
+                    results.append(err)
+
+        threads = [threading.Thread(target=call) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert results == ["meeting-1"] * 4
+
+
+def test_onnx_thread_counts_come_from_the_settings(monkeypatch) -> None:
+    from searchstack.settings import Settings
+
+    monkeypatch.setenv("SHOPSEARCH_RERANK_ONNX_INTRA_THREADS", "2")
+    monkeypatch.setenv("SHOPSEARCH_RERANK_WORKERS", "5")
+    cfg = ServerConfig.from_settings(Settings())
+    assert (cfg.onnx_threads.intra_op, cfg.onnx_threads.inter_op, cfg.workers) == (2, 1, 5)
+    monkeypatch.delenv("SHOPSEARCH_RERANK_WORKERS")
+    assert 8 <= Settings().rerank_workers <= 32

@@ -216,12 +216,12 @@ def export_onnx(model: BermO, path: Path) -> Path:
 class OnnxBermO:
     """The exported online graph under onnxruntime (CPU); same inputs and outputs as forward_online."""
 
-    def __init__(self, path: Path, intra_op_num_threads: int = 1) -> None:
+    def __init__(self, path: Path, intra_op_num_threads: int = 1, inter_op_num_threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_num_threads
-        options.inter_op_num_threads = 1
+        options.inter_op_num_threads = inter_op_num_threads
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}  # unused inputs may be pruned
 

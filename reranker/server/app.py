@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from reranker.rpc.stubs import ADMIN_SERVICE, RERANKER_SERVICE, pb_grpc
 from reranker.server.errors import ServerStartError
 from reranker.server.metrics import ServiceMetrics
-from reranker.server.models import ArtifactError, ServingModel
+from reranker.server.models import ArtifactError, OnnxThreads, ServingModel
 from reranker.server.service import AdminServicer, RerankServicer, ServiceOptions
 from reranker.server.slot import ArtifactWatcher, Loader, ModelSlot
 from reranker.server.validation import Limits
@@ -42,6 +42,7 @@ class ServerConfig:
     metrics_port: int | None = None  # None = no /metrics endpoint
     reload_poll_s: float = 0.0  # 0 = no file watch
     grace_s: float = 10.0
+    onnx_threads: OnnxThreads = field(default_factory=OnnxThreads)  # for the BERM-O loader (berm_o_loader)
 
     @classmethod
     def from_settings(cls, settings, **overrides) -> "ServerConfig":
@@ -51,6 +52,7 @@ class ServerConfig:
             limits=Limits(settings.rerank_max_candidates, settings.rerank_max_text_chars, settings.rerank_max_query_chars),
             default_deadline_ms=settings.rerank_default_deadline_ms, metrics_port=settings.rerank_metrics_port,
             reload_poll_s=settings.rerank_reload_poll_s, grace_s=settings.rerank_grace_s,
+            onnx_threads=OnnxThreads(settings.rerank_onnx_intra_threads, settings.rerank_onnx_inter_threads),
         )
         return cls(**{**fields, **overrides})
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from reranker.serving.online import ArtifactError, Candidate, OnlineReranker, RerankOutput, Scored
+from reranker.serving.online import ArtifactError, Candidate, OnlineReranker, OnnxThreads, RerankOutput, Scored
 
 __all__ = ["ArtifactError", "Candidate", "RerankOutput", "Scored", "ServingModel", "Bm25Order", "TeacherModel",
-           "Serialized", "guard", "load_berm_o"]
+           "Serialized", "guard", "load_berm_o", "berm_o_loader", "OnnxThreads"]
 
 
 QUEUE = "queue"  # the timings key of time spent waiting for a model that runs one call at a time
@@ -68,9 +68,14 @@ def guard(model: ServingModel) -> ServingModel:
     return Serialized(model)
 
 
-def load_berm_o(folder: Path) -> ServingModel:
+def load_berm_o(folder: Path, threads: OnnxThreads = OnnxThreads()) -> ServingModel:
     """The BERM-O artifact in `folder`; raises ArtifactError (one line) when missing or corrupt."""
-    return OnlineReranker.load(Path(folder))
+    return OnlineReranker.load(Path(folder), threads)
+
+
+def berm_o_loader(threads: OnnxThreads):
+    """A loader (path -> model) whose ONNX sessions use `threads`, for the server's slot."""
+    return lambda folder: load_berm_o(folder, threads)
 
 
 class Bm25Order:

@@ -20,6 +20,11 @@ Choices:
 - The bi-encoder runs as ONNX on one thread (`text_encoder.py`): 3 ms for a short query against
   10 ms through sentence-transformers; one short text gains nothing from more threads, and on a
   busy machine a thread pool waiting for free cores cost ~10x.
+- Safe to call from many threads at once (`thread_safe = True`): ONNX Runtime sessions run
+  concurrently, the per-query cache has its own lock, and the neighbor sampler (plain dicts, pure
+  Python, so it gains nothing from parallel callers) runs under another. The machine's cores are
+  used by concurrent requests, each ONNX run on `OnnxThreads.intra_op` threads (1 by default: a
+  100-candidate graph is too small to split, and requests already fill the cores).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -247,12 +253,21 @@ def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str]
 # serving
 
 
+@dataclass(frozen=True)
+class OnnxThreads:
+    """ONNX Runtime's thread counts for every session of an artifact (0 = ONNX Runtime's default)."""
+
+    intra_op: int = 1
+    inter_op: int = 1
+
+
 class _OnnxContext:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, threads: OnnxThreads = OnnxThreads()) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = threads.intra_op
+        options.inter_op_num_threads = threads.inter_op
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
     def __call__(self, node_vec: np.ndarray, nb_vec: np.ndarray, nb_w: np.ndarray, nb_mask: np.ndarray):
@@ -273,16 +288,18 @@ class _QueryState:
 
 class OnlineReranker:
     name = "BERM-O"
+    thread_safe = True  # the server runs requests on it concurrently (see the module's notes)
 
-    def __init__(self, folder: Path, query_cache_size: int = 10_000) -> None:
+    def __init__(self, folder: Path, query_cache_size: int = 10_000, threads: OnnxThreads = OnnxThreads()) -> None:
         self.folder = Path(folder)
+        self.threads = threads
         self.manifest = self._read_manifest()
         m = self.manifest
         try:
-            self.pair = OnnxBermO(self.folder / "pair.onnx")
+            self.pair = OnnxBermO(self.folder / "pair.onnx", threads.intra_op, threads.inter_op)
             self.use_k_order = bool(m["use_k_order"])
-            self.query_ctx = _OnnxContext(self.folder / "query_ctx.onnx") if self.use_k_order else None
-            self.item_ctx = _OnnxContext(self.folder / "item_ctx.onnx") if self.use_k_order else None
+            self.query_ctx = _OnnxContext(self.folder / "query_ctx.onnx", threads) if self.use_k_order else None
+            self.item_ctx = _OnnxContext(self.folder / "item_ctx.onnx", threads) if self.use_k_order else None
             self.vocab = Vocab.load(self.folder / "vocab.json")
             self.graph = ClickGraph.load(self.folder / "graph.json")
             self.query_store = VectorStore.load(self.folder, "query_store")
@@ -296,7 +313,7 @@ class OnlineReranker:
             self.item_ctx_w, self.item_has = items["ctx_w"], items["has"]
             self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())
             self.query_ids = json.loads((self.folder / "query_ids.json").read_text())
-            self.text_encoder = text_encoder.TextEncoder(self.folder)
+            self.text_encoder = text_encoder.TextEncoder(self.folder, threads.intra_op, threads.inter_op)
         except ArtifactError:
             raise
         except (OSError, ValueError, KeyError, StoreError, RuntimeError) as err:
@@ -314,6 +331,8 @@ class OnlineReranker:
                                       per_path=self.per_path)
         self._queries: OrderedDict[str, _QueryState] = OrderedDict()
         self.query_cache_size = query_cache_size
+        self._cache_lock = threading.Lock()  # the query LRU: held for dict operations only
+        self._graph_lock = threading.Lock()  # the sampler's and builder's caches: pure Python work
 
     def _read_manifest(self) -> dict:
         if not self.folder.is_dir():
@@ -337,13 +356,14 @@ class OnlineReranker:
         return np.fromiter((self.item_store._rows[pid] for pid in ids), dtype=np.int64, count=len(ids))
 
     @classmethod
-    def load(cls, folder: Path) -> "OnlineReranker":
-        return cls(folder)
+    def load(cls, folder: Path, threads: OnnxThreads = OnnxThreads()) -> "OnlineReranker":
+        return cls(folder, threads=threads)
 
     def warm_up(self) -> None:
         ids = list(self.item_row)[:100]
         self.rerank("warm up", [Candidate(pid, float(100 - i), i + 1) for i, pid in enumerate(ids)], explain=True)
-        self._queries.pop("warm up", None)
+        with self._cache_lock:
+            self._queries.pop("warm up", None)
 
     def knows(self, product_id: str) -> bool:
         return product_id in self.item_row
@@ -351,10 +371,13 @@ class OnlineReranker:
     # -- parts ------------------------------------------------------------------------------------
 
     def _query(self, text: str) -> _QueryState:
-        state = self._queries.get(text)
-        if state is not None:
-            self._queries.move_to_end(text)
-            return state
+        with self._cache_lock:
+            state = self._queries.get(text)
+            if state is not None:
+                self._queries.move_to_end(text)
+                return state
+        # A miss is computed outside the cache lock (two threads missing the same query both compute
+        # it, with the same result: sampling is seeded per node), so a hit never waits for a miss.
         query_id = self.query_ids.get(text)
         if query_id is not None and self.query_store.has(query_id):
             vec = self.query_store.vector(query_id).astype(np.float32)
@@ -364,17 +387,20 @@ class OnlineReranker:
         d = vec.shape[0]
         ctx, ctx_w, has, neighbors = np.zeros((2, d), np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32), []
         if self.query_ctx is not None:
-            paths = self.sampler.query_paths(query_id, vec, self.query_store)
-            nb_vec, nb_w, nb_mask, ids = self.builder.fill_with_ids(paths, QUERY_PATHS)
+            with self._graph_lock:
+                paths = self.sampler.query_paths(query_id, vec, self.query_store)
+                nb_vec, nb_w, nb_mask, ids = self.builder.fill_with_ids(paths, QUERY_PATHS)
+                if query_id is None:
+                    self.sampler._query_cache.clear()  # ad-hoc queries would grow the sampler's cache forever
             c, w, h, attention = self.query_ctx(vec[None], nb_vec[None], nb_w[None], nb_mask[None])
             ctx, ctx_w, has = c[0], w[0], h[0]
             neighbors = _top_neighbors(QUERY_PATHS, ids, attention[0])
-        if query_id is None:
-            self.sampler._query_cache.clear()  # ad-hoc queries would grow the sampler's cache forever
         state = _QueryState(vec, tokens, ctx, ctx_w, has, neighbors)
-        self._queries[text] = state
-        if len(self._queries) > self.query_cache_size:
-            self._queries.popitem(last=False)
+        with self._cache_lock:
+            self._queries[text] = state
+            self._queries.move_to_end(text)
+            while len(self._queries) > self.query_cache_size:
+                self._queries.popitem(last=False)
         return state
 
     def _new_items(self, ids: list[str], texts: list[str]):
@@ -385,10 +411,11 @@ class OnlineReranker:
         ctx, ctx_w, has, neighbors = np.zeros((n, 2, d), np.float32), np.zeros((n, 2), np.float32), \
             np.zeros((n, 2), np.float32), [[] for _ in ids]
         if self.item_ctx is not None:
-            filled = [self.builder.fill_with_ids(paths, ITEM_PATHS)
-                      for paths in self.sampler.item_paths_many(ids, vecs, self.item_store)]
-            for pid in ids:
-                self.sampler._item_cache.pop(pid, None)
+            with self._graph_lock:
+                filled = [self.builder.fill_with_ids(paths, ITEM_PATHS)
+                          for paths in self.sampler.item_paths_many(ids, vecs, self.item_store)]
+                for pid in ids:
+                    self.sampler._item_cache.pop(pid, None)
             ctx, ctx_w, has, attention = self.item_ctx(vecs, *(np.stack([f[i] for f in filled]) for i in range(3)))
             neighbors = [_top_neighbors(ITEM_PATHS, f[3], a) for f, a in zip(filled, attention)]
         return tokens, vecs, ctx, ctx_w, has, neighbors

@@ -65,7 +65,7 @@ def export_text_encoder(bi_encoder, folder: Path) -> Path:
 class TextEncoder:
     """Texts -> L2-normalised float32 vectors [n, dim], on `threads` CPU threads."""
 
-    def __init__(self, folder: Path, threads: int = 1) -> None:
+    def __init__(self, folder: Path, threads: int = 1, inter_op_threads: int = 1) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -76,7 +76,7 @@ class TextEncoder:
         self.tokenizer.enable_truncation(int(settings["max_tokens"]))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        options.inter_op_num_threads = inter_op_threads
         self.session = ort.InferenceSession(str(folder / MODEL_FILE), sess_options=options,
                                             providers=["CPUExecutionProvider"])
 
