@@ -31,7 +31,7 @@ import grpc
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from es_config.query import bm25_query
-from reranker.client import Candidate, Explanation, RerankClient, RerankError, RerankResult
+from reranker.client import Balancing, Candidate, Explanation, RerankClient, RerankError, RerankResult
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +197,11 @@ class RerankerLink:
     call can still be on them.
     """
 
-    def __init__(self, target: str, rebuild_every_s: float = 0.5) -> None:
+    def __init__(self, target: str, rebuild_every_s: float = 0.5, balancing: Balancing | None = None) -> None:
         self.target = target
         self.rebuild_every_s = rebuild_every_s
-        self._client = RerankClient(target)
+        self.balancing = balancing  # several replicas: gRPC's round robin, health checks and retries
+        self._client = RerankClient(target, balancing=balancing)
         self._built = time.monotonic()
         self._retired: list[tuple[float, RerankClient]] = []
         self._lock = threading.Lock()
@@ -228,7 +229,7 @@ class RerankerLink:
             if self._client is not failed or now - self._built < self.rebuild_every_s:
                 return
             self._retired.append((now, failed))
-            self._client, self._built = RerankClient(self.target), now
+            self._client, self._built = RerankClient(self.target, balancing=self.balancing), now
             keep = []
             for since, old in self._retired:
                 if now - since > 30.0:  # far past any call's deadline

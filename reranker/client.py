@@ -7,10 +7,19 @@
 
 Failures raise RerankError, whose message is one line: the target, the status code and the
 server's reason.
+
+Several replicas: give a target that names them all, `ipv4:127.0.0.1:50071,127.0.0.1:50072`, or a
+DNS name that resolves to each (`dns:///reranker:50051` in docker-compose). The balancing is
+gRPC's own, set in the channel's service config (`Balancing`): the `round_robin` policy spreads
+calls over every connected replica; client-side health checking (grpc.health.v1, the Reranker
+service's status) takes a replica that is loading or draining out of the rotation; a call that
+gets UNAVAILABLE (a replica killed mid-call, or not ready) is retried on another within its
+deadline; and reconnect backoff is capped, so a restarted replica rejoins within about a second.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +31,53 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from reranker.rpc.stubs import RERANKER_SERVICE, pb, pb_grpc
 
 DEFAULT_TIMEOUT_S = 2.0
+
+
+def names_several(target: str) -> bool:
+    """Whether a target may stand for more than one server: an address list or a DNS name."""
+    return "," in target or target.startswith("dns:")
+
+
+@dataclass(frozen=True)
+class Balancing:
+    """How a channel spreads calls over replicas (the defaults mirror searchstack's settings)."""
+
+    lb_policy: str = "round_robin"  # or "pick_first"
+    # None: on when the target may name several servers. One server alone is better called
+    # directly: its own answer ("no model loaded yet") says more than "no healthy backend".
+    health_check: bool | None = None
+    retry_attempts: int = 3  # tries of a call answered UNAVAILABLE, the first included (gRPC's cap: 5)
+    retry_backoff_ms: float = 20.0  # first pause between tries; doubled each time, at most 10x
+    reconnect_backoff_ms: int = 1000  # longest wait between reconnects to a replica that went away
+
+    @classmethod
+    def from_settings(cls, settings) -> "Balancing":
+        return cls(settings.rerank_lb_policy, settings.rerank_client_health_check, settings.rerank_retry_attempts,
+                   settings.rerank_retry_backoff_ms, settings.rerank_reconnect_backoff_ms)
+
+    def service_config(self, target: str) -> dict:
+        backoff = max(0.001, self.retry_backoff_ms / 1000)
+        config: dict = {"loadBalancingConfig": [{self.lb_policy: {}}]}
+        if self.health_check if self.health_check is not None else names_several(target):
+            config["healthCheckConfig"] = {"serviceName": RERANKER_SERVICE}
+        if self.retry_attempts > 1:
+            config["methodConfig"] = [{
+                "name": [{"service": RERANKER_SERVICE}],
+                "retryPolicy": {"maxAttempts": min(5, self.retry_attempts), "initialBackoff": f"{backoff:.3f}s",
+                                "maxBackoff": f"{10 * backoff:.3f}s", "backoffMultiplier": 2,
+                                "retryableStatusCodes": ["UNAVAILABLE"]},
+            }]
+        return config
+
+    def channel_options(self, target: str) -> list[tuple[str, object]]:
+        return [
+            ("grpc.service_config", json.dumps(self.service_config(target))),
+            ("grpc.service_config_disable_resolution", 1),  # ours, never one from DNS TXT records
+            ("grpc.enable_retries", 1),
+            ("grpc.initial_reconnect_backoff_ms", min(100, self.reconnect_backoff_ms)),
+            ("grpc.min_reconnect_backoff_ms", min(100, self.reconnect_backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", self.reconnect_backoff_ms),
+        ]
 
 
 class CandidateLike(Protocol):
@@ -120,10 +176,11 @@ def from_response(response: pb.RerankResponse, elapsed_ms: float = 0.0) -> Reran
 
 
 class RerankClient:
-    def __init__(self, target: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, target: str, timeout_s: float = DEFAULT_TIMEOUT_S, balancing: Balancing | None = None) -> None:
         self.target = target
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(target)
+        self.balancing = balancing or Balancing()
+        self.channel = grpc.insecure_channel(target, options=self.balancing.channel_options(target))
         self._stub = pb_grpc.RerankerStub(self.channel)
         self._admin = pb_grpc.RerankerAdminStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)

@@ -233,6 +233,7 @@ def demo(
     train: Annotated[bool, typer.Option(help="Train a reranker when none is there (--no-train: stop instead).")] = True,
     port: Annotated[Optional[int], typer.Option(help="The page's port (default: SHOPSEARCH_WEB_PORT, 8080).")] = None,
     prepare_only: Annotated[bool, typer.Option(help="Index, split and train only; start no process (docker-compose's setup).")] = False,
+    replicas: Annotated[Optional[int], typer.Option(min=1, max=16, help="Reranker processes on consecutive ports from SHOPSEARCH_RERANK_PORT (default: SHOPSEARCH_RERANK_REPLICAS, 1).")] = None,
 ) -> None:
     """The whole stack in one command, then the page's URL.
 
@@ -242,7 +243,8 @@ def demo(
     """
     from searchstack.demo import run_demo
 
-    run_demo(load_settings(web_port=port, demo_profile=profile), fmt.value, path, train, console, prepare_only)
+    run_demo(load_settings(web_port=port, demo_profile=profile, rerank_replicas=replicas), fmt.value, path, train,
+             console, prepare_only)
 
 
 ProfileOpt = Annotated[str, typer.Option(help="quick (minutes: demo, CI), small-shop (200 labeled queries, the "
@@ -508,7 +510,7 @@ def stop(
 
     settings = load_settings()
     stack = Stack(settings.stack_dir)
-    for name in (WEB, RERANKER):
+    for name in (WEB, *(stack.replicas() or [RERANKER])):
         console.print(f"{name}: {'stopped' if stack.stop(name) else 'was not running'}")
     if settings.es_url is None and not keep_es:
         node = LocalNode.from_settings(settings)

@@ -2,8 +2,9 @@
 
 demo: Elasticsearch (the local node unless SHOPSEARCH_ES_URL) -> the catalog indexed (skipped when
 unchanged) -> the query split -> BM25 figures (first run) -> a trained BERM-O artifact (the newest of
-`full`, `quick`; trained with the demo profile when there is none) -> `shopsearch serve` and
-`shopsearch web` as background processes (searchstack/stack.py) -> the URL. Each step reuses what
+`full`, `quick`; trained with the demo profile when there is none) -> `shopsearch serve` (one
+process per replica, `--replicas N`, on consecutive ports) and `shopsearch web` (balancing over
+them) as background processes (searchstack/stack.py) -> the URL. Each step reuses what
 is already there, so a second run only checks and prints.
 """
 
@@ -18,7 +19,8 @@ from pathlib import Path
 from rich.console import Console
 
 from searchstack.settings import Settings
-from searchstack.stack import RERANKER, WEB, Stack, StackError, reranker_serving, shopsearch_argv, web_answering
+from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
+                               shopsearch_argv, web_answering)
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +146,7 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
         return
 
     stack = Stack(settings.stack_dir)
-    target = settings.resolved_rerank_target
-    serve_argv = shopsearch_argv("serve", "--artifact", str(artifact), "--host", settings.rerank_host,
-                                 "--port", str(settings.rerank_port))
-    with console.status(f"starting the reranker on {target} (loading the model)") as status:
-        started = stack.start(RERANKER, serve_argv, lambda: reranker_serving(target), timeout_s=300,
-                              waiting=lambda s: status.update(f"starting the reranker on {target}: {s:.0f} s"))
-    console.print(f"reranker {'already running' if started.already_running else 'started'} on {target} "
-                  f"(pid {started.pid}; log {stack.log_file(RERANKER)})")
+    target = start_replicas(settings, stack, artifact, console)
 
     web_argv = shopsearch_argv("web", "-f", fmt, *(["--path", str(path)] if path else []),
                                "--host", settings.web_host, "--port", str(settings.web_port),
@@ -163,6 +158,42 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                   f"(pid {started.pid}; log {stack.log_file(WEB)})")
     console.print(f"\n[bold]Open {settings.web_url}[/bold] and search. "
                   "Stop everything with `.venv/bin/shopsearch stop`.", highlight=False)
+
+
+def replica_argv(settings: Settings, artifact: Path, index: int) -> list[str]:
+    """`shopsearch serve` for replica `index`: gRPC port rerank_port + index, metrics port likewise."""
+    metrics = settings.rerank_metrics_port
+    metrics_args = ["--no-metrics"] if metrics is None else \
+        ["--metrics-port", str(metrics + index if metrics else 0)]
+    return shopsearch_argv("serve", "--artifact", str(artifact), "--host", settings.rerank_host,
+                           "--port", str(settings.rerank_ports[index]), *metrics_args)
+
+
+def start_replicas(settings: Settings, stack: Stack, artifact: Path, console: Console) -> str:
+    """Start `rerank_replicas` serve processes on consecutive ports (one at a time, each until
+    SERVING), stop replicas of an earlier, larger run, check they all serve the same model
+    version; returns the target that names them all."""
+    host = "127.0.0.1" if settings.rerank_host in ("0.0.0.0", "[::]", "::") else settings.rerank_host
+    for extra in stack.replicas()[settings.rerank_replicas:]:
+        stack.stop(extra)
+    versions: dict[str, str] = {}
+    for index, port in enumerate(settings.rerank_ports):
+        name, address = replica_name(index), f"{host}:{port}"
+        with console.status(f"starting reranker {index + 1} of {settings.rerank_replicas} on {address} "
+                            "(loading the model)") as status:
+            started = stack.start(name, replica_argv(settings, artifact, index),
+                                  lambda: reranker_serving(address), timeout_s=300,
+                                  waiting=lambda s: status.update(f"starting the reranker on {address}: {s:.0f} s"))
+        versions[address] = reranker_version(address)
+        console.print(f"{name} {'already running' if started.already_running else 'started'} on {address} "
+                      f"(pid {started.pid}; log {stack.log_file(name)})", highlight=False)
+    if len(set(versions.values())) > 1:
+        raise StackError("the replicas serve different model versions: "
+                         + ", ".join(f"{a} {v}" for a, v in versions.items()) + "; run `shopsearch stop` and start again")
+    target = settings.resolved_rerank_target
+    console.print(f"{len(versions)} replica(s) serving model {next(iter(versions.values()))}; clients target {target}",
+                  highlight=False)
+    return target
 
 
 def _check_port(host: str, port: int) -> None:
@@ -181,6 +212,7 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
 
     from frontend.app import Examples, create_app
     from frontend.search import Grades, RerankerLink, SearchConfig, SearchService, example_pool, make_es
+    from reranker.client import Balancing
     from searchstack.cli import current_split
 
     _check_port(settings.web_host, settings.web_port)
@@ -189,7 +221,7 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
     pool = example_pool([catalog.queries[q].text for q in query_split.test if q in catalog.queries], grades,
                         settings.web_example_pool)
     config = SearchConfig.from_settings(settings)
-    link = RerankerLink(settings.resolved_rerank_target)
+    link = RerankerLink(settings.resolved_rerank_target, balancing=Balancing.from_settings(settings))
     service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
                             es_url=settings.resolved_es_url)
     examples = Examples(service, pool, settings.web_examples).start()

@@ -68,10 +68,20 @@ class Settings(BaseSettings):
     rerank_max_query_chars: int = Field(512, ge=1)
     rerank_default_deadline_ms: float = Field(1000.0, gt=0)  # for requests that carry no deadline
     rerank_client_timeout_ms: float = Field(2000.0, gt=0)  # the client library's default deadline
+    # Clients over several replicas (rerank_target "ipv4:127.0.0.1:50071,127.0.0.1:50072" or
+    # "dns:///host:port"): gRPC's balancing, set in the channel's service config (reranker/client.py).
+    rerank_lb_policy: str = Field("round_robin", pattern=r"^(round_robin|pick_first)$")
+    rerank_client_health_check: bool | None = None  # grpc.health.v1 per replica; None = when several
+    rerank_retry_attempts: int = Field(3, ge=1, le=5)  # tries of a call answered UNAVAILABLE
+    rerank_retry_backoff_ms: float = Field(20.0, gt=0)  # first pause between them
+    rerank_reconnect_backoff_ms: int = Field(1000, ge=100)  # a restarted replica is back within this
     rerank_metrics_port: int | None = Field(9464, ge=0, le=65535)  # Prometheus; None = off, 0 = any
     rerank_reload_poll_s: float = Field(2.0, ge=0)  # artifact file watch; 0 = reload only on request
     rerank_grace_s: float = Field(10.0, ge=0)  # SIGTERM: how long in-flight requests may finish
     rerank_depth: int = Field(100, ge=1)  # `shopsearch rerank`: BM25 candidates sent
+    # `shopsearch demo`: serve processes on rerank_port, rerank_port + 1, ... (metrics ports likewise);
+    # clients then target all of them (resolved_rerank_target) and balance with gRPC's round robin.
+    rerank_replicas: int = Field(1, ge=1, le=16)
 
     # The demo search page (frontend/, `shopsearch web`).
     web_host: str = "127.0.0.1"
@@ -101,9 +111,23 @@ class Settings(BaseSettings):
         return self.es_url or f"http://{self.es_host}:{self.es_port}"
 
     @property
+    def rerank_ports(self) -> list[int]:
+        """The replicas' gRPC ports."""
+        return [self.rerank_port + i for i in range(self.rerank_replicas)]
+
+    @property
     def resolved_rerank_target(self) -> str:
+        """rerank_target, else the local replicas: `host:port`, or gRPC's address list for several."""
+        if self.rerank_target:
+            return self.rerank_target
         host = "127.0.0.1" if self.rerank_host in ("0.0.0.0", "[::]", "::") else self.rerank_host
-        return self.rerank_target or f"{host}:{self.rerank_port}"
+        if self.rerank_replicas == 1:
+            return f"{host}:{self.rerank_port}"
+        if ":" in host.strip("[]"):  # an IPv6 literal
+            return "ipv6:" + ",".join(f"[{host.strip('[]')}]:{port}" for port in self.rerank_ports)
+        if host.replace(".", "").isdigit():
+            return "ipv4:" + ",".join(f"{host}:{port}" for port in self.rerank_ports)
+        return f"dns:///{host}:{self.rerank_port}"  # a name: its addresses, one port (docker-compose)
 
     @property
     def web_url(self) -> str:

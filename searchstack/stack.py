@@ -35,6 +35,11 @@ class Started:
     seconds: float
 
 
+def replica_name(index: int) -> str:
+    """The stack name of reranker replica `index` (0: "reranker", as with one replica)."""
+    return RERANKER if index == 0 else f"{RERANKER}-{index + 1}"
+
+
 def shopsearch_argv(*args: str) -> list[str]:
     """The `shopsearch` command line run with this interpreter."""
     return [sys.executable, "-m", "searchstack", *args]
@@ -50,6 +55,14 @@ def reranker_serving(target: str, timeout_s: float = 1.0) -> bool:
             return client.health(timeout=timeout_s) == "SERVING"
         except RerankError:
             return False
+
+
+def reranker_version(target: str, timeout_s: float = 5.0) -> str:
+    """The model version a reranker scores with (asked with a one-candidate request)."""
+    from reranker.client import Candidate, RerankClient
+
+    with RerankClient(target) as client:
+        return client.rerank("version", [Candidate("version-probe", 1.0, 1)], timeout=timeout_s).model_version
 
 
 def web_answering(url: str, timeout_s: float = 2.0) -> bool:
@@ -85,6 +98,11 @@ class Stack:
         if [part.decode(errors="replace") for part in cmdline if part] != record.get("argv"):
             return None  # that pid now belongs to another program
         return record
+
+    def replicas(self) -> list[str]:
+        """The reranker replicas that have a pid file, "reranker" first."""
+        names = [f.stem for f in self.folder.glob(f"{RERANKER}*.pid")]
+        return sorted(names, key=lambda n: (n != RERANKER, int(n.rsplit("-", 1)[1]) if "-" in n else 0))
 
     def pid(self, name: str) -> int | None:
         record = self._record(name)

@@ -47,6 +47,9 @@ def test_the_stack_services(compose) -> None:
     assert services["web"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
     assert "/artifacts/serving" in services["reranker"]["command"]
     assert "reranker:50051" in services["web"]["command"]
+    # several reranker replicas behind the one name, balanced by the page's gRPC client
+    assert int(services["reranker"]["deploy"]["replicas"]) >= 2
+    assert services["web"]["environment"]["SHOPSEARCH_RERANK_CLIENT_HEALTH_CHECK"] == "true"
     for name in ("reranker", "web"):
         assert services[name]["healthcheck"]["test"][:3] == ["CMD", "shopsearch", "ping"]
         assert all(port["host_ip"] == "127.0.0.1" if isinstance(port, dict) else str(port).startswith("127.0.0.1:")

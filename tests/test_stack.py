@@ -90,3 +90,63 @@ def test_demo_brings_up_the_stack_reuses_it_and_stop_ends_it(tmp_path: Path, es,
         drop_alias(es, alias)
     assert done.stdout.splitlines() == ["web: stopped", "reranker: stopped"]
     assert shopsearch("ping", "web", env=env).returncode == 1
+
+
+def free_consecutive_ports(n: int) -> int:
+    """The first of `n` consecutive free loopback ports (checked by binding each)."""
+    import socket
+
+    for _ in range(50):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + n):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def test_replicas_on_consecutive_ports_serve_one_version_behind_one_target(tmp_path: Path) -> None:
+    import io
+    import urllib.request
+
+    from rich.console import Console
+
+    from reranker.client import Candidate, RerankClient
+    from searchstack.demo import start_replicas
+    from searchstack.settings import Settings
+
+    artifact = build_tiny_artifact(tmp_path / "berm-o", TITLES, ARTIFACT_QUERIES)
+    port, metrics = free_consecutive_ports(3), free_consecutive_ports(3)
+    settings = Settings(rerank_port=port, rerank_metrics_port=metrics, rerank_replicas=3, stack_dir=tmp_path / "stack")
+    stack = Stack(settings.stack_dir)
+    out = io.StringIO()
+    try:
+        target = start_replicas(settings, stack, artifact, Console(file=out, width=200))
+        assert target == f"ipv4:127.0.0.1:{port},127.0.0.1:{port + 1},127.0.0.1:{port + 2}"
+        assert stack.replicas() == ["reranker", "reranker-2", "reranker-3"]
+        with RerankClient(target) as client:
+            client.wait_serving(30)
+            answers = {client.rerank("cordless drill", [Candidate(pid, 9.0 - i, i + 1) for i, pid in
+                                                         enumerate(TITLES)], timeout=10).model_version
+                       for _ in range(30)}
+        assert len(answers) == 1 and f"3 replica(s) serving model {answers.pop()}" in out.getvalue()
+        for index in range(3):  # round robin reached every replica
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics + index}/metrics", timeout=5).read().decode()
+            served = [line for line in text.splitlines() if line.startswith("shopsearch_rerank_requests_total")]
+            assert served and float(served[0].split()[-1]) >= 2, (index, served)
+        # a later run with fewer replicas stops the extra ones and reuses the rest
+        fewer = settings.model_copy(update={"rerank_replicas": 2})
+        assert start_replicas(fewer, stack, artifact, Console(file=io.StringIO())) == \
+            f"ipv4:127.0.0.1:{port},127.0.0.1:{port + 1}"
+        assert stack.replicas() == ["reranker", "reranker-2"]
+    finally:
+        done = shopsearch("stop", "--keep-es", env={"SHOPSEARCH_STACK_DIR": str(settings.stack_dir)})
+    assert done.stdout.splitlines() == ["web: was not running", "reranker: stopped", "reranker-2: stopped"]
