@@ -409,6 +409,28 @@ def serve(
     err_console.print("stopped")
 
 
+@app.command()
+@one_line_errors
+def reload(
+    artifact: Annotated[Optional[str], typer.Option(help="Artifact folder, as the replicas see it (default: the one each serves).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="The replicas: ipv4:HOST:PORT,HOST:PORT, a DNS name, or one host:port (default: SHOPSEARCH_RERANK_TARGET, or the demo's replicas).")] = None,
+    pause: Annotated[float, typer.Option(min=0, help="Seconds between replicas.")] = 1.0,
+) -> None:
+    """Rolling model update: each replica reloads the artifact in turn (RerankerAdmin.Reload) while
+    traffic flows; each keeps scoring with its old model until the new one is warm."""
+    from reranker.rolling import replica_addresses, rolling_reload
+
+    settings = load_settings(rerank_target=target)
+    addresses = replica_addresses(settings.resolved_rerank_target)
+
+    def done(step) -> None:
+        console.print(f"{step.address}: {step.previous_version} -> {step.model_version} "
+                      f"(loaded in {step.load_ms:.0f} ms)", highlight=False)
+
+    steps = rolling_reload(addresses, artifact, pause_s=pause, on_step=done)
+    console.print(f"{len(steps)} replica(s) now serve {steps[-1].model_version}", highlight=False)
+
+
 def _movement(item) -> str:
     if not item.reranked:
         return "[dim]not scored[/dim]"

@@ -558,3 +558,82 @@ def test_onnx_thread_counts_come_from_the_settings(monkeypatch) -> None:
     assert (cfg.onnx_threads.intra_op, cfg.onnx_threads.inter_op, cfg.workers) == (2, 1, 5)
     monkeypatch.delenv("SHOPSEARCH_RERANK_WORKERS")
     assert 8 <= Settings().rerank_workers <= 32
+
+
+# -- replicas: a rolling model update --------------------------------------------------------------------
+
+def test_rolling_reload_of_two_replicas_under_traffic_loses_no_request(artifacts, versions) -> None:
+    from reranker.rolling import replica_addresses, rolling_reload
+
+    a_version, b_version = versions["a"], versions["b"]
+    replicas = [RerankServer(config(workers=8), loader=load_berm_o, artifact=artifacts["a"]) for _ in range(2)]
+    for srv in replicas:
+        srv.start()
+    try:
+        for srv in replicas:
+            srv.wait_ready(120)
+        target = "ipv4:" + ",".join(srv.target for srv in replicas)
+        assert replica_addresses(target) == [srv.target for srv in replicas]
+        stop = threading.Event()
+        seen: list[tuple[float, str]] = []
+        failures: list[Exception] = []
+
+        def traffic() -> None:
+            with RerankClient(target, timeout_s=30) as c:
+                while not stop.is_set():
+                    try:
+                        seen.append((time.monotonic(), c.rerank("cordless drill", bm25_list()).model_version))
+                    except Exception as err:  # any failure is the test failing
+                        failures.append(err)
+
+        threads = [threading.Thread(target=traffic) for _ in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(seen) < 20 and not failures:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        halfway: list[set[str]] = []
+
+        def after_each(step) -> None:  # one replica rolled, the other not yet: both versions answer
+            mark = len(seen)
+            until = time.monotonic() + 30
+            while len(seen) < mark + 40 and time.monotonic() < until:
+                time.sleep(0.02)
+            halfway.append({v for _, v in seen[mark:]})
+
+        began = time.monotonic()
+        steps = rolling_reload(replica_addresses(target), str(artifacts["b"]), on_step=after_each)
+        ended = time.monotonic()
+        mark = len(seen)
+        while len(seen) < mark + 20 and not failures:
+            time.sleep(0.02)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        for srv in replicas:
+            srv.stop(grace=1)
+    assert not failures, failures[:3]
+    assert [(s.address, s.previous_version, s.model_version) for s in steps] == \
+        [(srv.target, a_version, b_version) for srv in replicas]
+    assert halfway[0] == {a_version, b_version}, "while half rolled, each replica answers with its own version"
+    assert {v for t, v in seen if t < began} == {a_version}
+    assert {v for t, v in seen if t > ended} == {b_version}
+    assert {v for _, v in seen} == {a_version, b_version}  # every answer names the version that scored it
+
+
+def test_a_rolling_reload_stops_at_a_replica_that_refuses(artifacts, versions, tmp_path) -> None:
+    from reranker.rolling import RollingReloadError, rolling_reload
+
+    broken = tmp_path / "broken"
+    shutil.copytree(artifacts["b"], broken)
+    (broken / "pair.onnx").write_bytes(b"not an onnx graph")
+    with RerankServer(config(), loader=load_berm_o, artifact=artifacts["a"]) as srv, RerankClient(srv.target) as c:
+        srv.wait_ready(120)
+        with pytest.raises(RollingReloadError) as excinfo:
+            rolling_reload([srv.target], str(broken))
+        message = str(excinfo.value)
+        assert message.startswith(f"reranker at {srv.target}: FAILED_PRECONDITION: {broken}: corrupt artifact")
+        assert message.endswith("(replica 1 of 1; 0 reloaded before it)") and excinfo.value.reloaded == 0
+        assert c.rerank("cordless drill", bm25_list()).model_version == versions["a"]
