@@ -51,6 +51,8 @@ class Fault:
     at_s: float  # when, from the start of the load (it waits for the fault before it)
     name: str
     action: Callable[[], object]
+    opens: str = ""  # a window of the run (reported apart) that begins when this fault starts
+    closes: str = ""  # ... and one that ends when this fault is done
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Record:
     ms: float
     detail: str  # status code / gRPC code and reason, shortened
     hung: bool = False
+    version: str = ""  # the model version that scored it (reranked answers)
 
 
 @dataclass
@@ -89,6 +92,7 @@ class LoadConfig:
     slack_ms: float = 1000.0
     recovery_s: float = 90.0
     seed: int = 7
+    balancing: object = None  # reranker.client.Balancing of the gRPC clients (None: its defaults)
 
 
 @dataclass
@@ -107,12 +111,16 @@ class LoadReport:
     errors_seen: dict[str, int]  # detail -> count, the most common ones
     passed: bool
     reasons: list[str]
+    # per window of the faults ("one replica down", "rolling reload"): its span and, per channel, the
+    # outcomes of its normal requests (the fallback count there is the point of replicas)
+    windows: dict[str, dict] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)  # model version -> reranked answers naming it
 
 
 # -- one request of each kind ------------------------------------------------------------------------
 
-def web_request(base: str, query: str, shape: str, rng: random.Random, timeout_s: float) -> tuple[str, str]:
-    """(outcome, detail) of one GET to the page's JSON endpoint."""
+def web_request(base: str, query: str, shape: str, rng: random.Random, timeout_s: float) -> tuple[str, str, str]:
+    """(outcome, detail, model version) of one GET to the page's JSON endpoint."""
     if shape == "normal":
         params = {"q": query, "page": str(rng.choice([1, 1, 1, 2, 3]))}
         url = f"{base}/api/search?{urllib.parse.urlencode(params)}"
@@ -130,25 +138,25 @@ def web_request(base: str, query: str, shape: str, rng: random.Random, timeout_s
     except urllib.error.HTTPError as err:
         body, status = err.read(), err.code
     except (OSError, ValueError) as err:  # refused, reset, timed out
-        return "failed", f"no answer ({type(err).__name__})"
+        return "failed", f"no answer ({type(err).__name__})", ""
     try:
         answer = json.loads(body)
     except ValueError:
         answer = None
     if status == 200 and isinstance(answer, dict) and "status" in answer:
         if answer.get("total_hits") == 0:
-            return "reranked", "200 no hits (nothing to rerank)"
+            return "reranked", "200 no hits (nothing to rerank)", ""
         if answer["status"] in ("reranked", "partial"):
-            return "reranked", "200 reranked"
-        return "fallback", f"200 fallback: {answer.get('notice', '')[:80]}"
+            return "reranked", "200 reranked", str(answer.get("model") or "").rpartition(" ")[2]
+        return "fallback", f"200 fallback: {answer.get('notice', '')[:80]}", ""
     if 400 <= status < 500 or status == 503:
         reason = answer.get("error") or answer.get("detail") if isinstance(answer, dict) else body[:80].decode(errors="replace")
-        return "error", f"{status} {str(reason)[:80]}"
-    return "failed", f"{status} {body[:80].decode(errors='replace')}"
+        return "error", f"{status} {str(reason)[:80]}", ""
+    return "failed", f"{status} {body[:80].decode(errors='replace')}", ""
 
 
 def grpc_request(link, query: str, candidates: list[Candidate], shape: str, rng: random.Random,
-                 timeout_s: float) -> tuple[str, str]:
+                 timeout_s: float) -> tuple[str, str, str]:
     if shape == "normal":
         query_sent, sent = query, candidates
     elif shape == "malformed":
@@ -175,8 +183,8 @@ def grpc_request(link, query: str, candidates: list[Candidate], shape: str, rng:
         result = link.rerank(query_sent, sent, False, timeout_s)
     except RerankError as err:
         outcome = "failed" if err.code.name in ("INTERNAL", "UNKNOWN") else "error"
-        return outcome, f"{err.code.name}: {err.details[:80]}"
-    return "reranked", "OK partial" if result.partial else "OK"
+        return outcome, f"{err.code.name}: {err.details[:80]}", ""
+    return "reranked", "OK partial" if result.partial else "OK", result.model_version
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -185,12 +193,16 @@ class LoadRun:
     def __init__(self, config: LoadConfig, faults: list[Fault], progress: Callable[[str], None] | None = None) -> None:
         check_loopback(config.web_url)
         if config.grpc_target:
-            check_loopback(config.grpc_target)
+            from reranker.rolling import replica_addresses
+
+            for address in replica_addresses(config.grpc_target):  # each replica of a balanced target
+                check_loopback(address)
         if not config.queries:
             raise ValueError("the load test needs at least one query")
         self.config, self.faults, self.progress = config, faults, progress or (lambda _: None)
         self.records: list[Record] = []
         self.fault_records: list[FaultRecord] = []
+        self.windows: dict[str, list] = {}  # name -> [from s, to s]
         self._lock = threading.Lock()
         self._sent = 0
         self._stop = threading.Event()
@@ -213,7 +225,7 @@ class LoadRun:
 
         cfg = self.config
         rng = random.Random(cfg.seed * 1000 + index)
-        link = RerankerLink(cfg.grpc_target) if channel == "grpc" else None
+        link = RerankerLink(cfg.grpc_target, balancing=cfg.balancing) if channel == "grpc" else None
         interval = 1.0 / cfg.rate_per_client
         next_at = self._now() + rng.random() * interval
         budget_ms = cfg.web_budget_ms if channel == "web" else cfg.grpc_deadline_ms
@@ -230,12 +242,14 @@ class LoadRun:
                 query = rng.choice(cfg.queries)
                 sent = self._now()
                 if channel == "web":
-                    outcome, detail = web_request(cfg.web_url, query, shape, rng, (budget_ms + cfg.slack_ms) / 1000 + 5)
+                    outcome, detail, version = web_request(cfg.web_url, query, shape, rng,
+                                                           (budget_ms + cfg.slack_ms) / 1000 + 5)
                 else:
-                    outcome, detail = grpc_request(link, query, cfg.lists.get(query, []) or
-                                                   [Candidate("none", 1.0, 1)], shape, rng, budget_ms / 1000)
+                    outcome, detail, version = grpc_request(link, query, cfg.lists.get(query, []) or
+                                                            [Candidate("none", 1.0, 1)], shape, rng, budget_ms / 1000)
                 ms = 1000 * (self._now() - sent)
-                record = Record(sent, channel, shape, outcome, ms, detail, hung=ms > budget_ms + cfg.slack_ms)
+                record = Record(sent, channel, shape, outcome, ms, detail, hung=ms > budget_ms + cfg.slack_ms,
+                                version=version)
                 with self._lock:
                     self.records.append(record)
         finally:
@@ -248,6 +262,8 @@ class LoadRun:
             if wait > 0 and self._stop.wait(wait):
                 return
             began = self._now()
+            if fault.opens:
+                self.windows[fault.opens] = [round(began, 2), None]
             self.progress(f"{began:5.1f} s  {fault.name}")
             error = ""
             try:
@@ -256,6 +272,8 @@ class LoadRun:
                 error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 self.progress(f"        {fault.name} failed: {error}")
             self.fault_records.append(FaultRecord(fault.name, round(began, 2), round(self._now() - began, 2), error))
+            if fault.closes in self.windows:
+                self.windows[fault.closes][1] = round(self._now(), 2)
         self._faults_done_at = self._now()
         self._faults_done.set()
         self.progress(f"{self._faults_done_at:5.1f} s  all faults done; waiting for recovery")
@@ -331,12 +349,19 @@ class LoadRun:
         if any(f.error for f in self.fault_records):
             reasons.append("a fault action failed: " + "; ".join(f"{f.name}: {f.error}" for f in self.fault_records if f.error))
         errors = Counter(r.detail for r in records if r.outcome in ("error", "failed", "fallback"))
+        windows = {}
+        for name, (start, end) in self.windows.items():
+            end = end if end is not None else self._now()
+            inside = [r for r in records if start <= r.sent_s <= end and r.shape == "normal"]
+            windows[name] = {"from_s": start, "to_s": round(end, 2), **{
+                channel: dict(Counter(r.outcome for r in inside if r.channel == channel)) for channel in ("web", "grpc")}}
+        versions = Counter(r.version for r in records if r.outcome == "reranked" and r.version)
         return LoadReport(
             config={k: v for k, v in asdict(cfg).items() if k not in ("queries", "lists")} | {"queries": len(cfg.queries)},
             seconds=round(self._now(), 1), sent=len(records), outcomes=outcomes, shapes=shapes, hung=hung,
             latency_ms=latency, faults=self.fault_records, recovered=recovered, recovery_s=recovery,
             final_reranked_share=final_share, errors_seen=dict(errors.most_common(15)),
-            passed=not reasons, reasons=reasons,
+            passed=not reasons, reasons=reasons, windows=windows, versions=dict(versions),
         )
 
 
@@ -368,6 +393,14 @@ def print_report(report: LoadReport, console) -> None:
                   f"(first reranked answer after the last fault: {report.recovery_s}; reranked share of the final "
                   f"5 s: {report.final_reranked_share if report.final_reranked_share is None else round(report.final_reranked_share, 3)})",
                   highlight=False)
+    for name, w in report.windows.items():
+        counts = "; ".join(f"{channel}: {sum(w[channel].values())} sent, {w[channel].get('fallback', 0)} fallback, "
+                           f"{w[channel].get('failed', 0)} failed, {w[channel].get('error', 0)} error"
+                           for channel in ("web", "grpc") if w[channel])
+        console.print(f"during {name} ({w['from_s']:.1f}-{w['to_s']:.1f} s), normal requests: {counts}", highlight=False)
+    if report.versions:
+        console.print("reranked answers by model version: " + ", ".join(f"{v} {n}" for v, n in report.versions.items()),
+                      highlight=False)
     if report.errors_seen:
         console.print("most common non-reranked answers: " + "; ".join(f"{n}x {d}" for d, n in report.errors_seen.items()),
                       highlight=False)
@@ -404,3 +437,43 @@ def bm25_lists(es, alias: str, queries: list[str], depth: int = 100) -> dict[str
     hits = bm25_top(es, alias, {q: q for q in queries}, size=depth)
     return {q: [Candidate(pid, score, rank) for rank, (pid, score) in enumerate(items.items(), start=1)]
             for q, items in hits.items()}
+
+
+@dataclass
+class Replica:
+    name: str  # its name in the stack (searchstack.stack.replica_name)
+    argv: list[str]  # its `shopsearch serve` command line
+    address: str  # host:port
+
+
+def replica_faults(stack, replicas: list[Replica], node, seconds: float, reload_artifact: str | None = None,
+                   env: dict[str, str] | None = None) -> list[Fault]:
+    """Several replicas behind one balanced target: SIGKILL the last one and start it again (the
+    window "one replica down" runs from the kill until it is SERVING again: the others carry the
+    traffic), then a rolling reload of all of them (`reload_artifact`, None: each its own), then
+    Elasticsearch stopped and started (when `node` is given)."""
+    from reranker.rolling import rolling_reload
+    from searchstack.stack import StackError, reranker_serving
+
+    if len(replicas) < 2:
+        raise ValueError("replica faults need two replicas or more; use stack_faults for one")
+    victim = replicas[-1]
+
+    def kill() -> None:
+        if not stack.kill(victim.name):
+            raise StackError(f"{victim.name} was not running")
+
+    def start() -> None:
+        stack.start(victim.name, victim.argv, lambda: reranker_serving(victim.address), timeout_s=300, env=env)
+
+    def roll() -> None:
+        rolling_reload([r.address for r in replicas], reload_artifact, pause_s=0.5)
+
+    faults = [Fault(0.15 * seconds, f"kill -9 {victim.name} ({victim.address})", kill, opens="one replica down"),
+              Fault(0.30 * seconds, f"start {victim.name} again (until SERVING)", start, closes="one replica down"),
+              Fault(0.45 * seconds, f"rolling reload of {len(replicas)} replicas", roll, opens="rolling reload",
+                    closes="rolling reload")]
+    if node is not None:
+        faults += [Fault(0.65 * seconds, "stop Elasticsearch", lambda: node.stop()),
+                   Fault(0.75 * seconds, "start Elasticsearch (until healthy)", lambda: node.start())]
+    return faults

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from indexer.bulk_index import index_catalog
 from indexer.records import Judgment, Query
 from reranker.server.models import RerankOutput
 from reranker.serving.online import build_tiny_artifact
-from searchstack.stack import RERANKER, WEB, Stack, reranker_serving, shopsearch_argv, web_answering
+from searchstack.stack import RERANKER, WEB, Stack, replica_name, reranker_serving, shopsearch_argv, web_answering
 from tests.conftest import SMALL_PRODUCTS, free_port, make_catalog
 
 PAGE_PRODUCTS = [
@@ -79,24 +79,29 @@ def write_generic_catalog(folder: Path) -> Path:
 class PageStack:
     stack: Stack
     env: dict[str, str]
-    serve: list[str]  # the reranker's command line
+    serve: list[str]  # the (first) reranker's command line
     web: list[str]
-    target: str
+    target: str  # the one reranker, or all the replicas (gRPC's address list)
     url: str
+    artifact: Path | None = None
+    replicas: list[tuple[str, list[str], str]] = field(default_factory=list)  # (stack name, argv, address)
 
     def start(self, name: str) -> None:
-        if name == RERANKER:
-            self.stack.start(RERANKER, self.serve, lambda: reranker_serving(self.target), timeout_s=180, env=self.env)
-        else:
+        if name == WEB:
             self.stack.start(WEB, self.web, lambda: web_answering(self.url), timeout_s=120, env=self.env)
+            return
+        for replica, argv, address in self.replicas:
+            if replica == name:
+                self.stack.start(name, argv, lambda: reranker_serving(address), timeout_s=180, env=self.env)
 
     def stop_all(self) -> None:
-        for name in (WEB, RERANKER):
+        for name in (WEB, *(r[0] for r in self.replicas)):
             self.stack.stop(name)
 
 
-def start_page_stack(root: Path, es, es_url: str, alias: str, **env_overrides: str) -> PageStack:
-    """The page catalog indexed behind `alias`, a tiny artifact, and both processes started."""
+def start_page_stack(root: Path, es, es_url: str, alias: str, replicas: int = 1, **env_overrides: str) -> PageStack:
+    """The page catalog indexed behind `alias`, a tiny artifact, the reranker (`replicas` processes,
+    balanced by the page's client) and the page started."""
     index_catalog(es, page_catalog(), alias, force=True)
     artifact = build_tiny_artifact(root / "berm-o", TITLES, ARTIFACT_QUERIES, seed=0)
     env = {
@@ -111,12 +116,20 @@ def start_page_stack(root: Path, es, es_url: str, alias: str, **env_overrides: s
         **env_overrides,
     }
     catalog = write_generic_catalog(root / "shop")
+    serve = shopsearch_argv("serve", "--artifact", str(artifact))
+    members = [(RERANKER, serve, f"127.0.0.1:{env['SHOPSEARCH_RERANK_PORT']}")]
+    for index in range(1, replicas):
+        members.append((replica_name(index), [*serve, "--port", str(port := free_port()), "--metrics-port",
+                                               str(free_port())], f"127.0.0.1:{port}"))
+    target = members[0][2] if replicas == 1 else "ipv4:" + ",".join(address for _, _, address in members)
+    if replicas > 1:
+        env["SHOPSEARCH_RERANK_TARGET"] = target  # the page's client balances over all of them
     stack = PageStack(
-        Stack(root / "stack"), env, shopsearch_argv("serve", "--artifact", str(artifact)),
-        shopsearch_argv("web", "-f", "generic", "--path", str(catalog)),
-        f"127.0.0.1:{env['SHOPSEARCH_RERANK_PORT']}", f"http://127.0.0.1:{env['SHOPSEARCH_WEB_PORT']}")
+        Stack(root / "stack"), env, serve, shopsearch_argv("web", "-f", "generic", "--path", str(catalog)),
+        target, f"http://127.0.0.1:{env['SHOPSEARCH_WEB_PORT']}", artifact, members)
     try:
-        stack.start(RERANKER)
+        for name, _, _ in members:
+            stack.start(name)
         stack.start(WEB)
     except BaseException:
         stack.stop_all()
