@@ -121,6 +121,13 @@ def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int, seed:
     return sorted(random.Random(seed).sample(texts, min(limit, len(texts))))
 
 
+def _serve_address(argv: list[str]) -> str:
+    """host:port of a `shopsearch serve` command line (the demo always passes both)."""
+    host = argv[argv.index("--host") + 1] if "--host" in argv else "127.0.0.1"
+    host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::") else host
+    return f"{host}:{argv[argv.index('--port') + 1]}"
+
+
 @app.command()
 @one_line_errors
 def load(
@@ -139,9 +146,11 @@ def load(
 
     N clients for T seconds against the page's /api/search and the gRPC reranker, malformed and
     oversized requests mixed in; mid-run the reranker is killed and restarted and Elasticsearch
-    stopped and started. Exit code 1 unless every request got an answer in time and the stack recovered.
+    stopped and started. With several replicas (`shopsearch demo --replicas 2`) one is killed and
+    restarted, then all are reloaded in turn, and the BM25 fallback while one is down is reported. Exit code 1 unless every request got an answer in time and the stack recovered.
     """
-    from bench.load import LoadConfig, LoadRun, as_dict, bm25_lists, print_report, stack_faults
+    from bench.load import (LoadConfig, LoadRun, Replica, as_dict, bm25_lists, print_report, replica_faults,
+                            stack_faults)
     from es_config.local_node import LocalNode
     from indexer.bulk_index import connect
     from searchstack.stack import RERANKER, Stack, StackError, web_answering
@@ -155,8 +164,16 @@ def load(
     queries = _test_queries(settings, fmt, path, 200)
     lists = bm25_lists(connect(settings.resolved_es_url), settings.index_alias, queries, settings.web_rerank_depth)
     node = LocalNode.from_settings(settings) if settings.es_url is None else None
-    schedule = stack_faults(stack, serve_argv, settings.resolved_rerank_target, node, seconds) if faults else []
-    config = LoadConfig(web_url=settings.web_url, grpc_target=settings.resolved_rerank_target, queries=queries,
+    names = stack.replicas()
+    if faults and len(names) >= 2:  # `shopsearch demo --replicas N`: kill one, then a rolling reload
+        replicas = [Replica(name, stack.argv(name), _serve_address(stack.argv(name))) for name in names
+                    if stack.argv(name)]
+        schedule = replica_faults(stack, replicas, node, seconds)
+        grpc_target = "ipv4:" + ",".join(r.address for r in replicas)  # as the page: all of them
+    else:
+        grpc_target = settings.resolved_rerank_target
+        schedule = stack_faults(stack, serve_argv, settings.resolved_rerank_target, node, seconds) if faults else []
+    config = LoadConfig(web_url=settings.web_url, grpc_target=grpc_target, queries=queries,
                         lists=lists, clients=clients, grpc_clients=grpc_clients, seconds=seconds,
                         rate_per_client=rate, max_requests=max_requests, web_budget_ms=settings.web_budget_ms,
                         grpc_deadline_ms=settings.rerank_client_timeout_ms, slack_ms=slack_ms)
