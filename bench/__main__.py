@@ -108,6 +108,41 @@ def rerank(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+@one_line_errors
+def scale(
+    artifact: Annotated[Optional[Path], typer.Option(help="BERM-O artifact; default: a tiny one built over the workload.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+    requests: Annotated[int, typer.Option(min=10, help="Timed requests per Python-client row.")] = 600,
+    ghz_seconds: Annotated[float, typer.Option(min=1, help="Seconds per ghz row (ghz runs when installed).")] = 5.0,
+    candidates: Annotated[int, typer.Option(min=1, help="Candidates per request.")] = 100,
+    products: Annotated[int, typer.Option(min=100, help="Catalog size of the built-in workload.")] = 2000,
+    queries: Annotated[int, typer.Option(min=1, help="Distinct queries of the workload.")] = 100,
+    synthetic: Annotated[bool, typer.Option(help="Use a made-up catalog even when the Home Depot data is there.")] = False,
+) -> None:
+    """BERM-O throughput and latency for 1 and 2 replicas x 1 and 8 clients in one run, as ratios
+    (Python client with gRPC round robin; ghz too when installed)."""
+    from bench.rerank import home_depot_workload, synthetic_workload, tiny_artifact
+    from bench.scale import as_dict, bench_scale, print_scale
+
+    settings = load_settings()
+    if not synthetic and settings.home_depot_path.exists():
+        with console.status(f"reading {settings.home_depot_path}"):
+            workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
+    else:
+        workload = synthetic_workload(products, queries, candidates)
+    if artifact is None:
+        folder = settings.artifacts_dir / "bench" / f"tiny-berm-o-{'synthetic' if workload.source.startswith('synthetic') else 'home-depot'}-{products}"
+        with console.status(f"building a tiny BERM-O artifact in {folder} (once)"):
+            artifact = tiny_artifact(workload, folder)
+    result = bench_scale(workload, artifact, requests, ghz_seconds, progress=lambda m: console.log(m))
+    print_scale(result, console)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(result), indent=2))
+        console.print(f"wrote {json_path}")
+
+
 # -- the demo stack under load (issue 6) -------------------------------------------------------------
 def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int, seed: int = 0) -> list[str]:
     """`limit` distinct texts of the split's test queries, a seeded sample in a stable order."""
