@@ -37,10 +37,10 @@ class ServingModel(Protocol):
 
 
 class Serialized:
-    """Runs a model's calls one at a time, for models whose caches are not safe across threads.
+    """Runs a model's calls one at a time, for models not safe (or not faster) across threads.
 
-    OnlineReranker keeps an LRU of queries and the sampler's caches in plain dicts, so concurrent
-    requests could corrupt them; a model that declares `thread_safe = True` is run unwrapped.
+    The teacher is one (torch already runs one batch on every core). A model that declares
+    `thread_safe = True` is run unwrapped, concurrently: BERM-O (OnlineReranker) and the floor.
     """
 
     def __init__(self, model: ServingModel) -> None:
