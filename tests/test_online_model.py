@@ -49,8 +49,8 @@ def candidates(ids=None):
 
 def test_artifact_records_its_versions(artifact, online):
     manifest = json.loads((artifact / "manifest.json").read_text())
-    assert manifest["model_version"] == "berm-o-1" and manifest["items"] == len(TITLES)
-    assert online.version == f"berm-o-1+{manifest['artifact_id']}"
+    assert manifest["model_version"] == "berm-o-2" and manifest["items"] == len(TITLES)
+    assert online.version == f"berm-o-2+{manifest['artifact_id']}"
 
 
 def test_one_score_per_candidate_in_input_order_and_parts_add_up(online):

@@ -26,7 +26,7 @@ from elasticsearch import Elasticsearch
 from evaluation import metrics
 from evaluation.retrieval import bm25_top
 from indexer.embeddings import embed, load_bi_encoder
-from indexer.faiss_store import VectorStore
+from indexer.faiss_store import StoreError, VectorStore
 from indexer.graph import ClickGraph, graph_from_logs
 from indexer.records import Catalog
 from indexer.splits import QuerySplit
@@ -87,7 +87,7 @@ MEASUREMENT_ONLY = ("speed_queries", "k_order_ablation")
 PROFILES: dict[str, Profile] = {
     # Minutes on 2 cores: the demo and CI.
     "quick": Profile("quick", TeacherTrainConfig(max_queries=300, checkpoint_every=50),
-                     train_queries=300, dev_queries=100, test_queries=200, student_epochs=10,
+                     train_queries=300, dev_queries=100, test_queries=200, student_epochs=5,
                      all_products=False, speed_queries=10, pseudo_queries=600),
     # A new shop with a few hundred labeled queries (another sample of train queries than quick's),
     # judged on a larger sample of the usual test split than quick's.
@@ -337,7 +337,10 @@ class Pipeline:
                 continue
             if model_manifest(folder / "teacher").get("data_fingerprint") != self.manifest["data_fingerprint"]:
                 continue
-            store = VectorStore.load(folder, "item_store")
+            try:
+                store = VectorStore.load(folder, "item_store")
+            except StoreError:  # another run may be writing it right now: embed instead
+                continue
             known.update({p: v for p, v in zip(store.ids, store.vectors_of(store.ids)) if p not in known})
         return known
 
