@@ -1,0 +1,171 @@
+package org.shopsearch.es;
+
+import io.grpc.ConnectivityState;
+import io.grpc.ManagedChannel;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+
+import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Logger;
+import org.elasticsearch.common.settings.ClusterSettings;
+import org.elasticsearch.common.settings.Settings;
+import org.elasticsearch.core.TimeValue;
+
+import shopsearch.reranker.v1.RerankerGrpc;
+import shopsearch.reranker.v1.RerankerOuterClass.RerankRequest;
+import shopsearch.reranker.v1.RerankerOuterClass.RerankResponse;
+
+import java.io.Closeable;
+import java.net.InetSocketAddress;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * The node's one channel to the reranker service, its settings and its counters.
+ *
+ * The channel is opened (and asked to connect) when the node starts, so the first search does not
+ * pay the connection; it is rebuilt when the target changes or the channel shut down, and its
+ * reconnect backoff is reset after a failure so a service that comes back is used at once.
+ */
+public final class RerankerLink implements Closeable {
+    private static final Logger log = LogManager.getLogger(RerankerLink.class);
+    private static final long LOG_EVERY_NANOS = TimeUnit.SECONDS.toNanos(10);
+
+    private static volatile RerankerLink instance;
+
+    private volatile String target;
+    private volatile TimeValue deadline;
+    private volatile boolean failOnError;
+    private volatile int maxWindow;
+    private volatile String textField;
+    private volatile int maxTextChars;
+    private volatile ManagedChannel channel;
+    private volatile RerankerGrpc.RerankerBlockingStub stub;
+
+    final LongAdder calls = new LongAdder();
+    final LongAdder reranked = new LongAdder();
+    final LongAdder partial = new LongAdder();
+    final LongAdder failed = new LongAdder();  // fail_on_error: the shard failed
+    final LongAdder callMicros = new LongAdder();
+    private final Map<String, LongAdder> fallbacks = new ConcurrentHashMap<>();
+    private final Map<String, AtomicLong> lastLogged = new ConcurrentHashMap<>();
+    private final Map<String, LongAdder> unlogged = new ConcurrentHashMap<>();
+
+    RerankerLink(Settings settings, ClusterSettings clusterSettings) {
+        this.deadline = RerankSettings.DEADLINE.get(settings);
+        this.failOnError = RerankSettings.FAIL_ON_ERROR.get(settings);
+        this.maxWindow = RerankSettings.MAX_WINDOW.get(settings);
+        this.textField = RerankSettings.TEXT_FIELD.get(settings);
+        this.maxTextChars = RerankSettings.MAX_TEXT_CHARS.get(settings);
+        setTarget(RerankSettings.TARGET.get(settings));
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.TARGET, this::setTarget);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.DEADLINE, v -> deadline = v);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.FAIL_ON_ERROR, v -> failOnError = v);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_WINDOW, v -> maxWindow = v);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.TEXT_FIELD, v -> textField = v);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_TEXT_CHARS, v -> maxTextChars = v);
+        instance = this;
+    }
+
+    /** The node's link; null before the plugin's components exist (then nothing can rerank). */
+    static RerankerLink get() {
+        return instance;
+    }
+
+    String target() { return target; }
+    TimeValue deadline() { return deadline; }
+    boolean failOnError() { return failOnError; }
+    int maxWindow() { return maxWindow; }
+    String textField() { return textField; }
+    int maxTextChars() { return maxTextChars; }
+
+    private synchronized void setTarget(String newTarget) {
+        ManagedChannel old = channel;
+        target = newTarget;
+        channel = open(newTarget);
+        stub = RerankerGrpc.newBlockingStub(channel);
+        if (old != null) old.shutdown();
+        log.info("shopsearch reranker channel to [{}] opened", newTarget);
+    }
+
+    private static ManagedChannel open(String target) {
+        // grpc finds its transports and load balancers through the context class loader, which on a
+        // search thread is Elasticsearch's own: build with the plugin's loader in place.
+        Thread thread = Thread.currentThread();
+        ClassLoader previous = thread.getContextClassLoader();
+        thread.setContextClassLoader(RerankerLink.class.getClassLoader());
+        try {
+            InetSocketAddress address = new InetSocketAddress(RerankSettings.parseHost(target), RerankSettings.parsePort(target));
+            ManagedChannel ch = NettyChannelBuilder.forAddress(address)
+                .usePlaintext()
+                .maxInboundMessageSize(16 << 20)
+                .build();
+            ch.getState(true);  // connect now: the first search must not pay for it
+            return ch;
+        } finally {
+            thread.setContextClassLoader(previous);
+        }
+    }
+
+    /** One Rerank call under the node's deadline; StatusRuntimeException on any failure. */
+    RerankResponse rerank(RerankRequest request) {
+        ManagedChannel ch = channel;
+        ConnectivityState state = ch.getState(false);
+        if (state == ConnectivityState.SHUTDOWN) {
+            synchronized (this) {
+                if (channel == ch) setTarget(target);
+            }
+        } else if (state == ConnectivityState.TRANSIENT_FAILURE) {
+            ch.resetConnectBackoff();  // the service may be back: try now, not after the backoff
+        }
+        calls.increment();
+        long began = System.nanoTime();
+        try {
+            return stub.withDeadlineAfter(deadline.millis(), TimeUnit.MILLISECONDS).rerank(request);
+        } catch (StatusRuntimeException e) {
+            if (e.getStatus().getCode() == Status.Code.UNAVAILABLE) channel.resetConnectBackoff();
+            throw e;
+        } finally {
+            callMicros.add((System.nanoTime() - began) / 1000);
+        }
+    }
+
+    ConnectivityState channelState() {
+        return channel.getState(false);
+    }
+
+    /** Counts a fallback to BM25 order and logs it at most once per reason every 10 s. */
+    void fallback(String reason, String detail) {
+        fallbacks.computeIfAbsent(reason, k -> new LongAdder()).increment();
+        long now = System.nanoTime();
+        AtomicLong last = lastLogged.computeIfAbsent(reason, k -> new AtomicLong(now - 2 * LOG_EVERY_NANOS));
+        LongAdder skipped = unlogged.computeIfAbsent(reason, k -> new LongAdder());
+        long previous = last.get();
+        if (now - previous >= LOG_EVERY_NANOS && last.compareAndSet(previous, now)) {
+            long more = skipped.sumThenReset();
+            log.warn("shopsearch rescore fell back to BM25 order ({}): {}{}", reason, detail,
+                more > 0 ? " (and " + more + " more since the last line)" : "");
+        } else {
+            skipped.increment();
+        }
+    }
+
+    Map<String, Long> fallbackCounts() {
+        Map<String, Long> out = new TreeMap<>();
+        fallbacks.forEach((k, v) -> out.put(k, v.sum()));
+        return out;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (channel != null) {
+            channel.shutdownNow();
+        }
+        if (instance == this) instance = null;
+    }
+}

@@ -1,0 +1,67 @@
+package org.shopsearch.es;
+
+import org.elasticsearch.client.internal.node.NodeClient;
+import org.elasticsearch.rest.BaseRestHandler;
+import org.elasticsearch.rest.RestRequest;
+import org.elasticsearch.rest.RestResponse;
+import org.elasticsearch.rest.RestStatus;
+import org.elasticsearch.xcontent.XContentBuilder;
+
+import java.util.List;
+import java.util.function.Supplier;
+
+import static org.elasticsearch.rest.RestRequest.Method.GET;
+
+/** {@code GET _shopsearch/stats}: this node's reranker counters, since the node started. */
+public final class RestStatsAction extends BaseRestHandler {
+    private final Supplier<String> nodeName;
+
+    RestStatsAction(Supplier<String> nodeName) {
+        this.nodeName = nodeName;
+    }
+
+    @Override
+    public String getName() {
+        return "shopsearch_stats";
+    }
+
+    @Override
+    public List<Route> routes() {
+        return List.of(new Route(GET, "/_shopsearch/stats"));
+    }
+
+    @Override
+    protected RestChannelConsumer prepareRequest(RestRequest request, NodeClient client) {
+        return channel -> {
+            RerankerLink link = RerankerLink.get();
+            XContentBuilder b = channel.newBuilder();
+            b.startObject();
+            b.field("node", nodeName.get());
+            if (link == null) {
+                b.field("ready", false);
+            } else {
+                long calls = link.calls.sum();
+                b.field("ready", true);
+                b.field("target", link.target());
+                b.field("deadline_ms", link.deadline().millis());
+                b.field("fail_on_error", link.failOnError());
+                b.field("channel_state", link.channelState().name());
+                b.field("calls", calls);
+                b.field("reranked", link.reranked.sum());
+                b.field("partial", link.partial.sum());
+                b.field("failed", link.failed.sum());
+                b.field("mean_call_ms", calls == 0 ? 0.0 : link.callMicros.sum() / 1000.0 / calls);
+                b.startObject("fallback");
+                long total = 0;
+                for (var e : link.fallbackCounts().entrySet()) {
+                    b.field(e.getKey(), e.getValue());
+                    total += e.getValue();
+                }
+                b.endObject();
+                b.field("fallback_total", total);
+            }
+            b.endObject();
+            channel.sendResponse(new RestResponse(RestStatus.OK, b));
+        };
+    }
+}
