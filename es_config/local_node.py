@@ -26,12 +26,15 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from es_config import plugin
 
 log = logging.getLogger(__name__)
 
 HUNSPELL_DIR = Path(__file__).resolve().parent / "hunspell"
+PLUGIN_PROJECT = Path(__file__).resolve().parent.parent / "es_plugin"
 MAVEN_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
 NODE_USER = "shopsearch-es"
 
@@ -95,6 +98,16 @@ def _extract(zip_path: Path, target: Path) -> None:
                 extracted.chmod(mode | (0o755 if info.is_dir() else 0o444))
 
 
+def plugin_node_settings(settings) -> dict:
+    """The plugin's elasticsearch.yml settings: where the node calls the reranker, and how long it waits."""
+    return {
+        "shopsearch.rerank.target": settings.es_rerank_target or settings.resolved_rerank_target,
+        "shopsearch.rerank.deadline": f"{settings.es_rerank_deadline_ms:g}ms",
+        "shopsearch.rerank.fail_on_error": settings.es_rerank_fail_on_error,
+        "shopsearch.rerank.max_window": settings.es_rerank_max_window,
+    }
+
+
 @dataclass
 class LocalNode:
     version: str
@@ -104,6 +117,9 @@ class LocalNode:
     cache_dir: Path
     var_dir: Path
     start_timeout_s: float = 120.0
+    # The rescorer plugin's Maven project (built or reused, then installed); None: a plain node.
+    plugin_project: Path | None = None
+    node_settings: dict = field(default_factory=dict)  # more elasticsearch.yml lines (the plugin's)
 
     @classmethod
     def from_settings(cls, settings) -> "LocalNode":
@@ -115,6 +131,8 @@ class LocalNode:
             cache_dir=settings.es_cache_dir,
             var_dir=settings.es_var_dir,
             start_timeout_s=settings.es_start_timeout_s,
+            plugin_project=PLUGIN_PROJECT if settings.es_plugin else None,
+            node_settings=plugin_node_settings(settings) if settings.es_plugin else {},
         )
 
     # -- paths ---------------------------------------------------------------------------------
@@ -188,6 +206,7 @@ class LocalNode:
             "xpack.security.enabled": False,
             # A nearly full disk must not turn the index read-only in the middle of a demo.
             "cluster.routing.allocation.disk.threshold_enabled": False,
+            **self.node_settings,
         }
         (config / "elasticsearch.yml").write_text(
             "".join(f"{key}: {json.dumps(value)}\n" for key, value in settings.items())
@@ -195,6 +214,16 @@ class LocalNode:
         (config / "jvm.options.d").mkdir(exist_ok=True)
         (config / "jvm.options.d" / "heap.options").write_text(f"-Xms{self.heap}\n-Xmx{self.heap}\n")
         shutil.copytree(HUNSPELL_DIR, config / "hunspell", dirs_exist_ok=True)
+
+    def install_plugin(self, java_home: Path) -> None:
+        """Build (or reuse) the rescorer plugin zip and install it, when this node has one."""
+        if self.plugin_project is None:
+            return
+        try:
+            if plugin.install(self.home, plugin.build(self.plugin_project), java_home):
+                log.info("installed the %s plugin into %s", plugin.PLUGIN_NAME, self.home)
+        except plugin.PluginError as err:
+            raise NodeError(str(err)) from None
 
     # -- process control ---------------------------------------------------------------------------
     def _pid(self) -> int | None:
@@ -230,6 +259,8 @@ class LocalNode:
                 )
         java_home = find_java_home()
         self.fetch()
+        self.install_plugin(java_home)
+        node_began = time.monotonic()  # a plugin build is not the node's start time
         self.configure()
         run_as = self._node_user()
         env = {**os.environ, "ES_JAVA_HOME": str(java_home), "ES_PATH_CONF": str(self.node_dir / "config")}
@@ -242,7 +273,7 @@ class LocalNode:
                 env=env, cwd=self.node_dir, start_new_session=True,
                 user=run_as, group=run_as,
             )
-        self.wait_healthy(began, process)
+        self.wait_healthy(node_began, process)
         return StartResult(False, time.monotonic() - began, self.url)
 
     def wait_healthy(self, began: float, process: subprocess.Popen | None = None) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs into .venv: once, and again whenever pyproject.toml changes.
-# Java 17+ and Maven run the local Elasticsearch node; as root, missing ones come from Debian.
+# Java 17+ and Maven run the local Elasticsearch node, and a JDK (javac) builds its rescorer plugin
+# (es_plugin/); as root, missing ones come from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ apt_install() {
     fi
 }
 command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
 
 python=${PYTHON:-}

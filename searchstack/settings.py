@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     es_start_timeout_s: float = 120.0
     es_cache_dir: Path = PROJECT_ROOT / ".cache" / "elasticsearch"
     es_var_dir: Path = PROJECT_ROOT / "var"
+    # The rescorer plugin (es_plugin/), built with Maven and installed into the local node, and its
+    # node settings (elasticsearch.yml; a search cannot set them). The deadline is short because the
+    # call holds one of the node's few search threads.
+    es_plugin: bool = True
+    es_rerank_target: str | None = None  # where the node calls the reranker; default: rerank_target
+    es_rerank_deadline_ms: float = Field(300.0, gt=0)
+    es_rerank_fail_on_error: bool = False  # True: a failed call fails the shard instead of keeping BM25 order
+    es_rerank_max_window: int = Field(500, ge=1, le=1000)
     # Set to use an existing cluster instead of the local node (e.g. docker-compose's).
     es_url: str | None = None
 

@@ -79,3 +79,13 @@ def test_the_images_ship_no_data_and_run_as_a_user() -> None:
         text = (PROJECT_ROOT / "docker" / f"{name}.Dockerfile").read_text()
         assert "FROM python:3.11" in text and "USER shopsearch" in text and "HEALTHCHECK" in text
         assert "COPY . " not in text  # only code folders go in, never data
+
+
+def test_the_elasticsearch_image_has_the_rescorer_plugin(compose) -> None:
+    service = compose["services"]["elasticsearch"]
+    dockerfile = PROJECT_ROOT / service["build"]["dockerfile"]
+    text = dockerfile.read_text()
+    assert "FROM docker.elastic.co/elasticsearch/elasticsearch:" + Settings().es_version in text
+    assert "mvn -q -B package" in text and "bin/elasticsearch-plugin install --batch file:///" in text
+    assert service["environment"]["shopsearch.rerank.target"] == "reranker:50051"
+    assert service["environment"]["shopsearch.rerank.deadline"].endswith("ms")

@@ -21,6 +21,8 @@ import java.net.InetSocketAddress;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
@@ -55,6 +57,11 @@ public final class RerankerLink implements Closeable {
     private final Map<String, LongAdder> fallbacks = new ConcurrentHashMap<>();
     private final Map<String, AtomicLong> lastLogged = new ConcurrentHashMap<>();
     private final Map<String, LongAdder> unlogged = new ConcurrentHashMap<>();
+    private final ScheduledExecutorService watcher = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "shopsearch-rerank-channel-watch");
+        t.setDaemon(true);
+        return t;
+    });
 
     RerankerLink(Settings settings, ClusterSettings clusterSettings) {
         this.deadline = RerankSettings.DEADLINE.get(settings);
@@ -69,7 +76,28 @@ public final class RerankerLink implements Closeable {
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_WINDOW, v -> maxWindow = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.TEXT_FIELD, v -> textField = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_TEXT_CHARS, v -> maxTextChars = v);
+        // Calls fail fast while the channel is down (no search thread waits for a dead service);
+        // this keeps it trying to reconnect every second, so a restarted service is used at once.
+        watcher.scheduleWithFixedDelay(this::watch, 1, 1, TimeUnit.SECONDS);
         instance = this;
+    }
+
+    private void watch() {
+        try {
+            ManagedChannel ch = channel;
+            ConnectivityState state = ch.getState(false);
+            if (state == ConnectivityState.TRANSIENT_FAILURE) {
+                ch.resetConnectBackoff();
+            } else if (state == ConnectivityState.IDLE) {
+                ch.getState(true);
+            } else if (state == ConnectivityState.SHUTDOWN) {
+                synchronized (this) {
+                    if (channel == ch) setTarget(target);
+                }
+            }
+        } catch (RuntimeException e) {
+            log.debug("shopsearch channel watch", e);
+        }
     }
 
     /** The node's link; null before the plugin's components exist (then nothing can rerank). */
@@ -120,13 +148,14 @@ public final class RerankerLink implements Closeable {
             synchronized (this) {
                 if (channel == ch) setTarget(target);
             }
-        } else if (state == ConnectivityState.TRANSIENT_FAILURE) {
-            ch.resetConnectBackoff();  // the service may be back: try now, not after the backoff
         }
         calls.increment();
         long began = System.nanoTime();
         try {
-            return stub.withDeadlineAfter(deadline.millis(), TimeUnit.MILLISECONDS).rerank(request);
+            RerankerGrpc.RerankerBlockingStub call = stub.withDeadlineAfter(deadline.millis(), TimeUnit.MILLISECONDS);
+            // A connection being made (node start, service back) is worth waiting for, within the deadline.
+            if (state == ConnectivityState.CONNECTING || state == ConnectivityState.IDLE) call = call.withWaitForReady();
+            return call.rerank(request);
         } catch (StatusRuntimeException e) {
             if (e.getStatus().getCode() == Status.Code.UNAVAILABLE) channel.resetConnectBackoff();
             throw e;
@@ -163,6 +192,7 @@ public final class RerankerLink implements Closeable {
 
     @Override
     public synchronized void close() {
+        watcher.shutdownNow();
         if (channel != null) {
             channel.shutdownNow();
         }

@@ -1,0 +1,362 @@
+"""The `shopsearch` rescorer plugin inside a real Elasticsearch, calling the real reranker service.
+
+The plugin zip is built with Maven from es_plugin/ (or reused) and installed into the test
+distribution; the service runs in process on a fixed port (the node's `shopsearch.rerank.target`)
+with a tiny real BERM-O artifact. The only stand-in is a wrapper around the real model that can be
+told to be slow or to fail, for the fallback tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from reranker.client import Candidate, RerankClient
+from reranker.server.app import RerankServer, ServerConfig
+from reranker.server.models import load_berm_o
+from reranker.serving.online import build_tiny_artifact
+from es_config.local_node import PLUGIN_PROJECT
+from tests.conftest import SMALL_PRODUCTS, test_node
+
+ES_PORT = int(os.environ.get("SHOPSEARCH_TEST_PLUGIN_ES_PORT", "9231"))
+ES_PORT_2 = int(os.environ.get("SHOPSEARCH_TEST_PLUGIN_ES_PORT_2", str(ES_PORT + 1)))
+RERANK_PORT = int(os.environ.get("SHOPSEARCH_TEST_PLUGIN_RERANK_PORT", "50071"))
+TARGET = f"127.0.0.1:{RERANK_PORT}"
+DEADLINE_MS = 250
+
+# Eight known products, and more drills so every shard has a window and hits past it.
+TITLES = {**dict(SMALL_PRODUCTS), **{f"d{i}": f"{brand} {volts}V Cordless Drill {extra}" for i, (brand, volts, extra) in
+                                     enumerate([("Bosch", 12, "Kit"), ("Milwaukee", 18, "Brushless"), ("Makita", 18, "Combo"),
+                                                ("Ryobi", 40, "Hammer Drill"), ("Black+Decker", 20, "with Bits"),
+                                                ("Craftsman", 20, "Driver"), ("Hart", 12, "Compact"),
+                                                ("Porter-Cable", 20, "Set"), ("Skil", 12, "Kit with Case"),
+                                                ("Metabo", 18, "Hammer"), ("Ridgid", 18, "Octane"), ("Kobalt", 24, "XTR")])}}
+QUERIES = ["cordless drill", "paint brush", "claw hammer", "tool box"]
+QUERY = "cordless drill"
+
+
+class Switchable:
+    """The real model, or the same model made slow or failing on demand (for the fallback tests)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.name, self.version = model, model.name, model.version
+        self.mode = "ok"
+
+    def warm_up(self) -> None:
+        self.model.warm_up()
+
+    def rerank(self, query, candidates, explain=False):
+        if self.mode == "slow":
+            time.sleep(4 * DEADLINE_MS / 1000)
+        elif self.mode == "error":
+            raise RuntimeError("the model broke")
+        return self.model.rerank(query, candidates, explain)
+
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def plugin_node(port: int, **settings):
+    node_settings = {"shopsearch.rerank.target": TARGET, "shopsearch.rerank.deadline": f"{DEADLINE_MS}ms",
+                     "cluster.name": f"shopsearch-plugin-{ES_PORT}", **settings}
+    return test_node(port, heap="384m", plugin_project=PLUGIN_PROJECT, node_settings=node_settings, start_timeout_s=240.0)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Switchable:
+    artifact = build_tiny_artifact(tmp_path_factory.mktemp("plugin-artifact") / "a", TITLES, QUERIES, seed=0)
+    return Switchable(load_berm_o(artifact))
+
+
+@pytest.fixture(scope="module")
+def service(model):
+    server = RerankServer(ServerConfig(port=RERANK_PORT, grace_s=1), model=model)
+    server.start()
+    server.wait_ready(60)
+    holder = {"server": server}
+    yield holder
+    holder["server"].stop(grace=0)
+
+
+@pytest.fixture(scope="module")
+def node_url(service) -> str:
+    node = plugin_node(ES_PORT)
+    if node.status().running:
+        node.stop()
+    shutil.rmtree(node.node_dir / "data", ignore_errors=True)
+    node.start()
+    yield node.url
+    node.stop()
+
+
+def make_index(url: str, name: str, shards: int, replicas: int = 0) -> str:
+    http("DELETE", f"{url}/{name}")
+    status, body = http("PUT", f"{url}/{name}", {"settings": {"number_of_shards": shards, "number_of_replicas": replicas},
+                                                 "mappings": {"properties": {"title": {"type": "text"}}}})
+    assert status == 200, body
+    lines = "".join(json.dumps({"index": {"_id": pid}}) + "\n" + json.dumps({"title": title}) + "\n"
+                    for pid, title in TITLES.items())
+    request = urllib.request.Request(f"{url}/{name}/_bulk?refresh=true", data=lines.encode(), method="POST",
+                                     headers={"Content-Type": "application/x-ndjson"})
+    with urllib.request.urlopen(request) as response:
+        assert not json.loads(response.read())["errors"]
+    status, body = http("GET", f"{url}/_cluster/health/{name}?wait_for_status=green&timeout=60s")
+    assert status == 200 and body["status"] == "green", body
+    return name
+
+
+def search_body(window: int, **params) -> dict:
+    return {"query": {"match": {"title": "cordless drill hammer"}}, "size": len(TITLES),
+            "rescore": {"window_size": window, "shopsearch": {"query_text": QUERY, **params}}}
+
+
+def stats(url: str) -> dict:
+    status, body = http("GET", f"{url}/_shopsearch/stats")
+    assert status == 200
+    return body
+
+
+def reranked_score(s: float) -> float:
+    return 1 + s if s >= 0 else 1 / (1 - s)
+
+
+def tail_score(bm25: float) -> float:
+    return -1 / (1 + bm25)
+
+
+def expected_scores(url: str, index: str, shards: int, window: int) -> tuple[dict[str, float], set[str], list[list[str]]]:
+    """Each shard's BM25 list from Elasticsearch, its window reranked by the service directly: the
+    final score every hit should get, the ids the model placed, and each shard's reranked order."""
+    scores, placed, orders = {}, set(), []
+    body = {"query": search_body(window)["query"], "size": len(TITLES)}
+    with RerankClient(TARGET, timeout_s=10) as client:
+        for shard in range(shards):
+            status, result = http("POST", f"{url}/{index}/_search?preference=_shards:{shard}", body)
+            assert status == 200, result
+            hits = result["hits"]["hits"]
+            candidates = [Candidate(h["_id"], h["_score"], rank + 1) for rank, h in enumerate(hits[:window])]
+            answer = client.rerank(QUERY, candidates)
+            orders.append([item.product_id for item in answer.items if item.reranked])
+            for item in answer.items:
+                if item.reranked:
+                    scores[item.product_id] = reranked_score(item.score)
+                    placed.add(item.product_id)
+            for h in hits:
+                scores.setdefault(h["_id"], tail_score(h["_score"]))
+    return scores, placed, orders
+
+
+def assert_reranked(url: str, index: str, shards: int, window: int) -> None:
+    status, result = http("POST", f"{url}/{index}/_search", search_body(window))
+    assert status == 200 and result["_shards"]["failed"] == 0, result
+    hits = result["hits"]["hits"]
+    scores, placed, orders = expected_scores(url, index, shards, window)
+    assert {h["_id"] for h in hits} == set(scores)
+    for h in hits:
+        assert h["_score"] == pytest.approx(scores[h["_id"]], abs=1e-5), h["_id"]
+    ids = [h["_id"] for h in hits]
+    # the reranked hits first, each shard's in the model's order; then the rest by BM25
+    assert placed and set(ids[: len(placed)]) == placed
+    for order in orders:
+        assert [i for i in ids if i in order] == order
+    assert all(h["_score"] < 0 for h in hits[len(placed):])
+    tail_bm25 = [scores[i] for i in ids[len(placed):]]
+    assert tail_bm25 == sorted(tail_bm25, reverse=True)
+
+
+# -- ordering -------------------------------------------------------------------------------------
+
+def test_one_shard_order_is_the_services_order_then_bm25(node_url) -> None:
+    index = make_index(node_url, "plugin-one", shards=1)
+    before = stats(node_url)
+    window = 6
+    status, result = http("POST", f"{node_url}/{index}/_search", search_body(window))
+    assert status == 200
+    ids = [h["_id"] for h in result["hits"]["hits"]]
+    status, bm25 = http("POST", f"{node_url}/{index}/_search", {"query": search_body(window)["query"], "size": len(TITLES)})
+    bm25_hits = bm25["hits"]["hits"]
+    with RerankClient(TARGET, timeout_s=10) as client:
+        answer = client.rerank(QUERY, [Candidate(h["_id"], h["_score"], r + 1) for r, h in enumerate(bm25_hits[:window])])
+    service_order = [item.product_id for item in answer.items]
+    assert ids[:window] == service_order
+    # (the untrained tiny model may keep BM25's order; the scores below prove the model placed them)
+    assert ids[window:] == [h["_id"] for h in bm25_hits[window:]]
+    after = stats(node_url)
+    assert after["reranked"] == before["reranked"] + 1 and after["fallback_total"] == before["fallback_total"]
+    assert_reranked(node_url, index, shards=1, window=window)
+
+
+def test_three_shards_merge_reranked_hits_first(node_url) -> None:
+    index = make_index(node_url, "plugin-three", shards=3)
+    assert_reranked(node_url, index, shards=3, window=3)
+
+
+def test_explain_says_which_part_came_from_the_model(node_url) -> None:
+    index = make_index(node_url, "plugin-explain", shards=3)
+    status, result = http("POST", f"{node_url}/{index}/_search?explain=true", search_body(2))
+    assert status == 200
+    hits = result["hits"]["hits"]
+    top, last = hits[0]["_explanation"], hits[-1]["_explanation"]
+    assert top["description"].startswith("shopsearch: reranked by the model")
+    assert top["value"] == pytest.approx(hits[0]["_score"], abs=1e-5)
+    assert "model score from the reranker service" in top["details"][0]["description"]
+    assert last["description"].startswith("shopsearch: not reranked (past the window of 2)")
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+def bm25_ids(url: str, index: str) -> list[str]:
+    status, result = http("POST", f"{url}/{index}/_search", {"query": search_body(5)["query"], "size": len(TITLES)})
+    return [h["_id"] for h in result["hits"]["hits"]]
+
+
+def assert_fallback(url: str, index: str, reason: str) -> None:
+    before = stats(url)["fallback"].get(reason, 0)
+    status, result = http("POST", f"{url}/{index}/_search", search_body(5))
+    assert status == 200 and result["_shards"]["failed"] == 0, result
+    assert [h["_id"] for h in result["hits"]["hits"]] == bm25_ids(url, index)
+    assert stats(url)["fallback"].get(reason, 0) == before + 1, stats(url)
+
+
+def wait_reranked(url: str, index: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = stats(url)["reranked"]
+        status, result = http("POST", f"{url}/{index}/_search", search_body(5))
+        assert status == 200
+        if stats(url)["reranked"] > before:
+            return
+        assert time.monotonic() < deadline, f"not reranked again within {timeout_s} s: {stats(url)}"
+        time.sleep(0.5)
+
+
+def test_service_down_slow_or_failing_keeps_bm25_order_and_recovers(node_url, service, model) -> None:
+    index = make_index(node_url, "plugin-fail", shards=1)
+    wait_reranked(node_url, index)
+    model.mode = "slow"
+    try:
+        assert_fallback(node_url, index, "deadline_exceeded")
+        model.mode = "error"
+        assert_fallback(node_url, index, "error")
+    finally:
+        model.mode = "ok"
+    wait_reranked(node_url, index)
+    service["server"].stop(grace=0)
+    assert_fallback(node_url, index, "unavailable")
+    log = Path(plugin_node(ES_PORT).node_dir / "logs" / f"shopsearch-plugin-{ES_PORT}.log")
+    assert "shopsearch rescore fell back to BM25 order (unavailable)" in log.read_text()
+    restarted = RerankServer(ServerConfig(port=RERANK_PORT, grace_s=1), model=model)
+    restarted.start()
+    restarted.wait_ready(60)
+    service["server"] = restarted
+    wait_reranked(node_url, index)  # without restarting Elasticsearch
+
+
+def test_fail_on_error_setting_fails_the_shard_instead(node_url, model) -> None:
+    index = make_index(node_url, "plugin-strict", shards=1)
+    status, body = http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.fail_on_error": True}})
+    assert status == 200, body
+    model.mode = "error"
+    try:
+        before = stats(node_url)["failed"]
+        status, result = http("POST", f"{node_url}/{index}/_search", search_body(5))
+        assert status == 502, result
+        assert "[shopsearch] reranker at " in json.dumps(result)
+        assert stats(node_url)["failed"] == before + 1
+    finally:
+        model.mode = "ok"
+        http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.fail_on_error": None}})
+
+
+# -- bad requests ------------------------------------------------------------------------------------
+
+BAD = [
+    ({"shopsearch": {}}, "[shopsearch] requires [query_text], the user's query as typed"),
+    ({"shopsearch": {"query_text": "  "}}, "[shopsearch] [query_text] must not be empty"),
+    ({"shopsearch": {"query_text": 3}}, "[shopsearch] [query_text] must be a string, got a number"),
+    ({"shopsearch": {"query_text": ["a"]}}, "[shopsearch] [query_text] must be a string, got an array"),
+    ({"shopsearch": {"query_text": "drill", "send_text": "yes"}}, "[shopsearch] [send_text] must be true or false, got a string"),
+    ({"shopsearch": {"query_text": "drill", "model_version": 1}}, "[shopsearch] [model_version] must be a string, got a number"),
+    ({"shopsearch": {"query_text": "drill", "depth": 5}},
+     "[shopsearch] unknown parameter [depth]; it takes query_text, send_text and model_version"),
+    ({"window_size": 501, "shopsearch": {"query_text": "drill"}},
+     "Validation Failed: 1: [shopsearch] window_size [501] is over the limit of [500] (node setting shopsearch.rerank.max_window);"),
+]
+
+
+@pytest.mark.parametrize("rescore,reason", BAD, ids=[reason[:40] for _, reason in BAD])
+def test_every_bad_parameter_is_a_400_with_its_reason(node_url, rescore, reason) -> None:
+    status, body = http("POST", f"{node_url}/_search", {"query": {"match_all": {}}, "rescore": rescore})
+    assert status == 400, body
+    assert body["error"]["reason"] == reason
+
+
+@pytest.mark.parametrize("field", ["target", "address", "host"])
+def test_a_search_cannot_set_the_services_address(node_url, field) -> None:
+    calls = stats(node_url)["calls"]
+    status, body = http("POST", f"{node_url}/_search", {"query": {"match_all": {}}, "rescore": {
+        "shopsearch": {"query_text": "drill", field: "10.0.0.1:50051"}}})
+    assert status == 400
+    assert body["error"]["reason"] == (f"[shopsearch] does not take [{field}]: the reranker's address is the node setting "
+                                       "[shopsearch.rerank.target], not a search parameter")
+    assert stats(node_url)["calls"] == calls and stats(node_url)["target"] == TARGET
+
+
+def test_the_address_setting_is_validated(node_url) -> None:
+    status, body = http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.target": "nowhere"}})
+    assert status == 400
+    assert "shopsearch.rerank.target must be host:port" in json.dumps(body)
+
+
+# -- two nodes ---------------------------------------------------------------------------------------
+
+def test_two_node_cluster_with_replicas_reranks(node_url, service) -> None:
+    # node_url's single node goes first: the same ports and distribution serve the cluster.
+    single = plugin_node(ES_PORT)
+    single.stop()
+    seeds = [f"127.0.0.1:{port + 100}" for port in (ES_PORT, ES_PORT_2)]
+    cluster = {"discovery.type": "multi-node", "discovery.seed_hosts": seeds,
+               "cluster.initial_master_nodes": [f"shopsearch-{ES_PORT}", f"shopsearch-{ES_PORT_2}"]}
+    nodes = [plugin_node(port, **cluster) for port in (ES_PORT, ES_PORT_2)]
+    for node in nodes:
+        shutil.rmtree(node.node_dir / "data", ignore_errors=True)
+    errors: list[BaseException] = []
+
+    def start(node) -> None:
+        try:
+            node.start()
+        except BaseException as err:  # noqa: BLE001 - reported by the test thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=start, args=(node,)) for node in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    try:
+        assert not errors, errors
+        url = nodes[0].url
+        status, health = http("GET", f"{url}/_cluster/health?wait_for_nodes=2&timeout=60s")
+        assert health["number_of_nodes"] == 2, health
+        index = make_index(url, "plugin-cluster", shards=2, replicas=1)
+        for node in nodes:  # either node coordinates; each shard copy reranks the same way
+            assert_reranked(node.url, index, shards=2, window=3)
+        assert all(stats(node.url)["reranked"] > 0 for node in nodes)
+    finally:
+        for node in nodes:
+            node.stop()
