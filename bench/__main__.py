@@ -251,4 +251,29 @@ def e2e(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+@one_line_errors
+def plugin(
+    rate: Annotated[float, typer.Option(min=1, max=500, help="Queries a second, the three paths together.")] = 50.0,
+    seconds: Annotated[float, typer.Option(min=2, max=600, help="Timed duration (after a 3 s warm-up).")] = 30.0,
+    window: Annotated[int, typer.Option(min=1, max=1000, help="Hits reranked per search.")] = 100,
+    rerank_port: Annotated[int, typer.Option(help="Port of the reranker the bench starts (0: any free one).")] = 0,
+    es_url: Annotated[Optional[str], typer.Option("--es-url")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+) -> None:
+    """Latency p50/p95/p99 at a fixed rate: BM25 alone, BM25 + rescore through the Elasticsearch
+    plugin, BM25 + rerank from the page's path. Targets: the plugin adds <= 5 ms at p50, and is no
+    slower than the page's path at p95. Needs a node with the plugin (`shopsearch es start`)."""
+    from bench.plugin import as_dict, bench_plugin, print_report
+
+    settings = load_settings(es_url=es_url)
+    report = bench_plugin(settings.resolved_es_url, rerank_port=rerank_port, rate=rate, seconds=seconds,
+                          window=window, progress=console.log)
+    print_report(report, console)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(report), indent=2))
+        console.print(f"wrote {json_path}")
+
+
 app()
