@@ -100,8 +100,17 @@ def node_url(service) -> str:
         node.stop()
     shutil.rmtree(node.node_dir / "data", ignore_errors=True)
     node.start()
+    wait_warmed(node.url)
     yield node.url
     node.stop()
+
+
+def wait_warmed(url: str, timeout_s: float = 30.0) -> None:
+    """The node warms its channel in the background after start; searches before that may fall back."""
+    deadline = time.monotonic() + timeout_s
+    while not stats(url).get("warmed"):
+        assert time.monotonic() < deadline, f"the channel was not warmed within {timeout_s} s: {stats(url)}"
+        time.sleep(0.2)
 
 
 def make_index(url: str, name: str, shards: int, replicas: int = 0) -> str:
@@ -356,6 +365,8 @@ def test_two_node_cluster_with_replicas_reranks(node_url, service) -> None:
         url = nodes[0].url
         status, health = http("GET", f"{url}/_cluster/health?wait_for_nodes=2&timeout=60s")
         assert health["number_of_nodes"] == 2, health
+        for node in nodes:
+            wait_warmed(node.url)
         index = make_index(url, "plugin-cluster", shards=2, replicas=1)
         for node in nodes:  # either node coordinates; each shard copy reranks the same way
             assert_reranked(node.url, index, shards=2, window=3)
@@ -363,3 +374,33 @@ def test_two_node_cluster_with_replicas_reranks(node_url, service) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+# -- the build ------------------------------------------------------------------------------------
+
+def test_the_zip_is_reused_while_its_inputs_are_unchanged() -> None:
+    from es_config import plugin
+
+    first = plugin.build(PLUGIN_PROJECT)
+    mtime = first.stat().st_mtime_ns
+    assert plugin.build(PLUGIN_PROJECT) == first and first.stat().st_mtime_ns == mtime
+    import zipfile
+    with zipfile.ZipFile(first) as archive:
+        names = set(archive.namelist())
+        descriptor = archive.read("plugin-descriptor.properties").decode()
+    assert {"plugin-descriptor.properties", "entitlement-policy.yaml", "shopsearch-rerank-0.1.0.jar"} <= names
+    assert "elasticsearch.version=8.19.21\n" in descriptor
+
+
+def test_a_broken_build_is_one_line(tmp_path) -> None:
+    from es_config import plugin
+
+    project = tmp_path / "es_plugin"
+    shutil.copytree(PLUGIN_PROJECT, project, ignore=shutil.ignore_patterns("target"))
+    shutil.copytree(PLUGIN_PROJECT.parent / "proto", tmp_path / "proto")
+    source = project / "src/main/java/org/shopsearch/es/RerankSettings.java"
+    source.write_text(source.read_text().replace("private RerankSettings() {}", "private RerankSettings() {"))
+    with pytest.raises(plugin.PluginError) as excinfo:
+        plugin.build(project)
+    message = str(excinfo.value)
+    assert message.startswith(f"the plugin build failed (mvn package in {project}): ") and "\n" not in message

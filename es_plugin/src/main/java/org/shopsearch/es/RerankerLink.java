@@ -48,6 +48,7 @@ public final class RerankerLink implements Closeable {
     private volatile int maxTextChars;
     private volatile ManagedChannel channel;
     private volatile RerankerGrpc.RerankerBlockingStub stub;
+    private volatile boolean warmed;  // one round trip made on this channel (classes loaded, connection up)
 
     final LongAdder calls = new LongAdder();
     final LongAdder reranked = new LongAdder();
@@ -84,6 +85,7 @@ public final class RerankerLink implements Closeable {
 
     private void watch() {
         try {
+            if (warmed == false) warmUp();
             ManagedChannel ch = channel;
             ConnectivityState state = ch.getState(false);
             if (state == ConnectivityState.TRANSIENT_FAILURE) {
@@ -117,6 +119,7 @@ public final class RerankerLink implements Closeable {
         target = newTarget;
         channel = open(newTarget);
         stub = RerankerGrpc.newBlockingStub(channel);
+        warmed = false;
         if (old != null) old.shutdown();
         log.info("shopsearch reranker channel to [{}] opened", newTarget);
     }
@@ -140,6 +143,23 @@ public final class RerankerLink implements Closeable {
         }
     }
 
+    /** A first round trip off the search path: the first call on a new channel costs about a second. */
+    private void warmUp() {
+        try {
+            // no candidates: the service answers INVALID_ARGUMENT at once, which is all this needs
+            stub.withDeadlineAfter(5, TimeUnit.SECONDS).rerank(RerankRequest.newBuilder().setQuery("warm-up").build());
+            warmed = true;
+        } catch (StatusRuntimeException e) {
+            Status.Code code = e.getStatus().getCode();
+            warmed = code != Status.Code.UNAVAILABLE && code != Status.Code.DEADLINE_EXCEEDED;
+        }
+        if (warmed) log.info("shopsearch reranker channel to [{}] warmed up", target);
+    }
+
+    boolean warmed() {
+        return warmed;
+    }
+
     /** One Rerank call under the node's deadline; StatusRuntimeException on any failure. */
     RerankResponse rerank(RerankRequest request) {
         ManagedChannel ch = channel;
@@ -154,8 +174,18 @@ public final class RerankerLink implements Closeable {
         try {
             RerankerGrpc.RerankerBlockingStub call = stub.withDeadlineAfter(deadline.millis(), TimeUnit.MILLISECONDS);
             // A connection being made (node start, service back) is worth waiting for, within the deadline.
-            if (state == ConnectivityState.CONNECTING || state == ConnectivityState.IDLE) call = call.withWaitForReady();
-            return call.rerank(request);
+            boolean waited = state == ConnectivityState.CONNECTING || state == ConnectivityState.IDLE;
+            if (waited) call = call.withWaitForReady();
+            try {
+                return call.rerank(request);
+            } catch (StatusRuntimeException e) {
+                if (waited && e.getStatus().getCode() == Status.Code.DEADLINE_EXCEEDED
+                    && channel.getState(false) != ConnectivityState.READY) {
+                    // never connected: the service is not there, whatever the timer says
+                    throw Status.UNAVAILABLE.withDescription("no connection within the deadline (" + state + ")").asRuntimeException();
+                }
+                throw e;
+            }
         } catch (StatusRuntimeException e) {
             if (e.getStatus().getCode() == Status.Code.UNAVAILABLE) channel.resetConnectBackoff();
             throw e;

@@ -46,6 +46,7 @@ public final class RestStatsAction extends BaseRestHandler {
                 b.field("deadline_ms", link.deadline().millis());
                 b.field("fail_on_error", link.failOnError());
                 b.field("channel_state", link.channelState().name());
+                b.field("warmed", link.warmed());
                 b.field("calls", calls);
                 b.field("reranked", link.reranked.sum());
                 b.field("partial", link.partial.sum());
