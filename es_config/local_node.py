@@ -29,6 +29,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import ShopsearchError
+
 log = logging.getLogger(__name__)
 
 HUNSPELL_DIR = Path(__file__).resolve().parent / "hunspell"
@@ -36,7 +38,7 @@ MAVEN_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{v
 NODE_USER = "shopsearch-es"
 
 
-class NodeError(RuntimeError):
+class NodeError(ShopsearchError, RuntimeError):
     """A problem with the local node, phrased as one line for the user."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 import grpc
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from common.errors import ShopsearchError
 from es_config.query import bm25_query
 from reranker.client import Balancing, Candidate, Explanation, RerankClient, RerankError, RerankResult
 
@@ -42,11 +43,11 @@ NDCG_K = 10
 TITLE_CACHE = 100_000  # product titles remembered for naming neighbors
 
 
-class BadRequest(ValueError):
+class BadRequest(ShopsearchError, ValueError):
     """A query or page the page will not search for; the message is one line, for the user."""
 
 
-class SearchUnavailable(Exception):
+class SearchUnavailable(ShopsearchError):
     """Elasticsearch cannot answer (down, starting, index missing); the message is one line."""
 
 

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from tqdm import tqdm
 
+from common.errors import ShopsearchError
 from es_config import MAPPING_VERSION, index_body
 from indexer.records import Catalog
 
 log = logging.getLogger(__name__)
 
 
-class ClusterUnavailable(Exception):
+class ClusterUnavailable(ShopsearchError):
     pass
 
 
-class IndexingError(Exception):
+class IndexingError(ShopsearchError):
     pass
 
 

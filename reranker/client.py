@@ -28,6 +28,7 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.errors import ShopsearchError
 from reranker.rpc.stubs import RERANKER_SERVICE, pb, pb_grpc
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -145,7 +146,7 @@ class ReloadResult:
     load_ms: float
 
 
-class RerankError(Exception):
+class RerankError(ShopsearchError):
     """A call that failed; `code` is the gRPC status code, `details` the server's reason."""
 
     def __init__(self, target: str, code: grpc.StatusCode, details: str) -> None:

@@ -15,17 +15,16 @@ import typer
 from elasticsearch import ApiError, TransportError
 from rich.console import Console
 
-from es_config.local_node import LocalNode, NodeError
-from indexer.bulk_index import ClusterUnavailable, IndexingError, connect, index_catalog
+from common.errors import ShopsearchError
+from es_config.local_node import LocalNode
+from indexer.bulk_index import connect, index_catalog
 from indexer.readers import load_catalog
 from indexer.readers.wands import download as download_wands
 from indexer.records import Catalog, CatalogError
-from indexer.splits import QuerySplit, SplitError, load_split, save_split, split_path, split_queries
-from reranker.client import RerankError
+from indexer.splits import QuerySplit, load_split, save_split, split_path, split_queries
 from reranker.server.errors import ServerStartError
 from reranker.training.errors import PipelineError
 from searchstack.settings import Settings, load_settings
-from searchstack.stack import StackError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 es_app = typer.Typer(help="The local Elasticsearch node (Elastic's distribution zip, no Docker).", no_args_is_help=True)
@@ -33,8 +32,9 @@ app.add_typer(es_app, name="es")
 console = Console()
 err_console = Console(stderr=True)
 
-EXPECTED_ERRORS = (NodeError, CatalogError, ClusterUnavailable, IndexingError, SplitError, ApiError, TransportError,
-                   RerankError, ServerStartError, StackError, PipelineError)
+# Every library error derives from ShopsearchError; the Elasticsearch client's own errors are the
+# one family from outside that a user can cause (a cluster down, a bad request) and act on.
+EXPECTED_ERRORS = (ShopsearchError, ApiError, TransportError)
 
 
 class Format(str, Enum):

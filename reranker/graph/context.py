@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from common.errors import ShopsearchError
 from indexer.embeddings import embed
 from indexer.faiss_store import VectorStore
 from indexer.records import Product
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 Neighbors = list[tuple[str, float]]
 
 
-class ContextError(Exception):
+class ContextError(ShopsearchError):
     pass
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from common.errors import ShopsearchError
 from reranker.serving.online import Candidate
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(ShopsearchError, ValueError):
     """A request the service will not score; the message is one line, for the client."""
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import ShopsearchError
 from indexer.embeddings import embed, load_bi_encoder
 from indexer.faiss_store import StoreError, VectorStore
 from indexer.graph import ClickGraph
@@ -73,7 +74,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-class ArtifactError(Exception):
+class ArtifactError(ShopsearchError):
     """A missing or corrupt artifact; the message is one line."""
 
 
