@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from searchstack import app
 from searchstack.settings import Settings
 from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
                                shopsearch_argv, web_answering)
@@ -109,20 +110,22 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
     from evaluation.rankers import BM25Ranker, RandomRanker
     from evaluation.report import print_table, write_json
     from evaluation.runner import evaluate_rankers
-    from indexer.bulk_index import connect, index_catalog
-    from searchstack.cli import Format, current_split, es_start, read_catalog
+    from searchstack.edge import current_split, read_catalog
 
-    if settings.es_url is None:
-        es_start(port=None, heap=None)
-    catalog = read_catalog(settings, Format(fmt), path)
-    es = connect(settings.resolved_es_url)
-    report = index_catalog(es, catalog, settings.index_alias, chunk_size=settings.bulk_chunk_size)
+    if settings.es_url is None:  # the node of these settings (their port and heap), not the defaults'
+        node = app.local_node(settings)
+        with console.status(f"starting Elasticsearch on {node.url}"):
+            started = app.start_node(settings)
+        console.print(app.node_started_message(started))
+    catalog = read_catalog(settings, app.Format(fmt), path, out=console)
+    es = app.connect_es(settings)
+    report = app.index(settings, catalog, es)
     if report.skipped:
         console.print(f"alias {report.alias!r} already holds this catalog ({report.doc_count:,} products)")
     else:
         console.print(f"indexed {report.source_count:,} products into {report.index} in {report.seconds:.1f} s; "
                       f"count check passed ({report.doc_count:,})")
-    query_split = current_split(settings, catalog)
+    query_split = current_split(settings, catalog, out=console).split
 
     eval_json = settings.artifacts_dir / "eval" / f"{fmt}-bm25.json"
     if not eval_json.exists():
@@ -213,11 +216,11 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
     from frontend.app import Examples, create_app
     from frontend.search import Grades, RerankerLink, SearchConfig, SearchService, example_pool, make_es
     from reranker.client import Balancing
-    from searchstack.cli import current_split
+    from searchstack.edge import current_split
 
     _check_port(settings.web_host, settings.web_port)
     grades = Grades.from_catalog(catalog)
-    query_split = current_split(settings, catalog)
+    query_split = current_split(settings, catalog, out=console).split
     pool = example_pool([catalog.queries[q].text for q in query_split.test if q in catalog.queries], grades,
                         settings.web_example_pool)
     config = SearchConfig.from_settings(settings)
