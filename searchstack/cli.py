@@ -371,19 +371,19 @@ def rerank_query(
     """BM25 top-N from Elasticsearch, reranked by the service: both orders side by side."""
     from rich.table import Table
 
-    from es_config.query import bm25_query
-    from reranker.client import Candidate, RerankClient
+    from dataclasses import replace
+
+    from es_config import retrieval
+    from reranker.client import RerankClient
 
     settings = load_settings(es_url=es_url, rerank_target=target, rerank_depth=depth)
     es = stackapp.connect_es(settings)
-    hits = es.search(index=settings.index_alias, query=bm25_query(query), size=settings.rerank_depth,
-                     source_includes=["title"])["hits"]["hits"]
+    hits = retrieval.search(es, settings.index_alias, query, settings.rerank_depth).candidates
     if not hits:
         console.print(f"no BM25 results for {query!r} in {settings.index_alias!r}; nothing to rerank")
         return
-    titles = {hit["_id"]: hit["_source"].get("title", "") for hit in hits}
-    candidates = [Candidate(hit["_id"], float(hit["_score"]), rank, titles[hit["_id"]] if send_text else None)
-                  for rank, hit in enumerate(hits, start=1)]
+    titles = {c.product_id: c.title for c in hits}
+    candidates = [replace(c, text=c.title) for c in hits] if send_text else hits
     with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank_client_timeout_ms / 1000) as client:
         result = client.rerank(query, candidates, explain=explain, model_version=model_version)
 

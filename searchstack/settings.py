@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from common.addresses import connectable
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
         """rerank_target, else the local replicas: `host:port`, or gRPC's address list for several."""
         if self.rerank_target:
             return self.rerank_target
-        host = "127.0.0.1" if self.rerank_host in ("0.0.0.0", "[::]", "::") else self.rerank_host
+        host = connectable(self.rerank_host)
         if self.rerank_replicas == 1:
             return f"{host}:{self.rerank_port}"
         if ":" in host.strip("[]"):  # an IPv6 literal
@@ -131,8 +133,7 @@ class Settings(BaseSettings):
 
     @property
     def web_url(self) -> str:
-        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "[::]", "::") else self.web_host
-        return f"http://{host}:{self.web_port}"
+        return f"http://{connectable(self.web_host)}:{self.web_port}"
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ from indexer.embeddings import embed
 from indexer.faiss_store import VectorStore
 from indexer.records import Product
 from reranker.graph.neighbors import ITEM_PATHS, PATHS, QUERY_PATHS, NeighborSampler
+from reranker.normalize import minmax  # the BM25 contract, one definition
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ class ContextError(ShopsearchError):
 
 class TokenVocab(Protocol):
     def encode(self, text: str, max_len: int) -> list[int]: ...  # 0 = padding, 1 = unknown
-
-
-def minmax(values: np.ndarray) -> np.ndarray:
-    """Min-max scaling to [0, 1] within one list; an all-equal list becomes zeros."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 class ContextBuilder:

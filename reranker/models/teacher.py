@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from reranker.normalize import minmax  # the BM25 contract, one definition
+
 log = logging.getLogger(__name__)
 
 MODEL_VERSION = "teacher-1"
@@ -44,15 +46,6 @@ class TeacherConfig:
     batch_size: int = 128  # inference
     bm25_mix: float = 0.0  # weight of normalised BM25 in the ranking score, chosen on dev
     model_version: str = MODEL_VERSION
-
-
-def minmax(values: np.ndarray) -> np.ndarray:
-    """Per-list min-max scaling to [0, 1] (all-equal lists become 0)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 class Teacher:
