@@ -90,11 +90,13 @@ def node_started_message(result: StartResult) -> str:
 
 def connect_es(settings: Settings) -> Elasticsearch:
     """A client of the settings' cluster (raises ClusterUnavailable when it does not answer)."""
-    return connect(settings.resolved_es_url)
+    return connect(settings.resolved_es_url, request_timeout_s=settings.es_request_timeout_s,
+                   retries=settings.es_request_retries)
 
 
 def index(settings: Settings, catalog: Catalog, es: Elasticsearch | None = None, rebuild: bool = False,
           force: bool = False) -> IndexReport:
     """Bulk-index the catalog behind the settings' alias, with the count check."""
     return index_catalog(es if es is not None else connect_es(settings), catalog, settings.index_alias,
-                         rebuild=rebuild, force=force, chunk_size=settings.bulk_chunk_size)
+                         rebuild=rebuild, force=force, chunk_size=settings.bulk_chunk_size,
+                         max_retries=settings.bulk_max_retries)

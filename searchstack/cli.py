@@ -311,7 +311,7 @@ def serve(
         raise ServerStartError("no artifact to serve: pass --artifact or set SHOPSEARCH_RERANK_ARTIFACT")
     config = ServerConfig.from_settings(settings, **({"metrics_port": None} if no_metrics else {}))
     _request_log_to_stdout()
-    server = RerankServer(config, loader=berm_o_loader(config.onnx_threads), artifact=settings.rerank_artifact)
+    server = RerankServer(config, loader=berm_o_loader(config.onnx_threads, settings.rerank_query_cache_size), artifact=settings.rerank_artifact)
     server.start()
     err_console.print(f"loading {settings.rerank_artifact} (port {server.port} answers health NOT_SERVING meanwhile)",
                       highlight=False)

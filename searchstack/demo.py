@@ -130,7 +130,8 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
     eval_json = settings.artifacts_dir / "eval" / f"{fmt}-bm25.json"
     if not eval_json.exists():
         result = evaluate_rankers(es, settings.index_alias, catalog, query_split.side("test"),
-                                  [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id, depth=100)
+                                  [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id,
+                                  depth=settings.demo_eval_depth)
         print_table(result, console)
         write_json(result, eval_json)
     else:
@@ -155,7 +156,8 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                                "--host", settings.web_host, "--port", str(settings.web_port),
                                "--target", target, "--es-url", settings.resolved_es_url)
     with console.status(f"starting the page on {settings.web_url}") as status:
-        started = stack.start(WEB, web_argv, lambda: web_answering(settings.web_url), timeout_s=180,
+        started = stack.start(WEB, web_argv, lambda: web_answering(settings.web_url),
+                              timeout_s=settings.demo_web_start_timeout_s,
                               waiting=lambda s: status.update(f"starting the page on {settings.web_url}: {s:.0f} s"))
     console.print(f"page {'already running' if started.already_running else 'started'} "
                   f"(pid {started.pid}; log {stack.log_file(WEB)})")
@@ -185,7 +187,8 @@ def start_replicas(settings: Settings, stack: Stack, artifact: Path, console: Co
         with console.status(f"starting reranker {index + 1} of {settings.rerank_replicas} on {address} "
                             "(loading the model)") as status:
             started = stack.start(name, replica_argv(settings, artifact, index),
-                                  lambda: reranker_serving(address), timeout_s=300,
+                                  lambda: reranker_serving(address),
+                                  timeout_s=settings.demo_reranker_start_timeout_s,
                                   waiting=lambda s: status.update(f"starting the reranker on {address}: {s:.0f} s"))
         versions[address] = reranker_version(address)
         console.print(f"{name} {'already running' if started.already_running else 'started'} on {address} "

@@ -25,6 +25,7 @@ from indexer.faiss_store import VectorStore
 from indexer.records import Product
 from reranker.graph.neighbors import ITEM_PATHS, PATHS, QUERY_PATHS, NeighborSampler
 from reranker.normalize import minmax  # the BM25 contract, one definition
+from reranker.text import MAX_QUERY_TOKENS, MAX_TITLE_TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,8 @@ class ContextBuilder:
         catalog_products: dict[str, Product],
         bi_encoder=None,
         per_path: int = 5,
-        max_query_tokens: int = 12,
-        max_title_tokens: int = 32,
+        max_query_tokens: int = MAX_QUERY_TOKENS,
+        max_title_tokens: int = MAX_TITLE_TOKENS,
     ) -> None:
         self.sampler = sampler
         self.vocab = vocab
