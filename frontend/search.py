@@ -382,13 +382,14 @@ class SearchService:
         grades = self.grades.of(query)
         graded = grades or {}
 
-        def row(position: int, pid: str, score: float | None) -> Row:
+        def row(position: int, pid: str, score: float | None, explanation: Explanation | None = None) -> Row:
             hit = bm25[pid]
-            return Row(pid, hit.title, position, hit.bm25, hit.bm25_rank, score, graded.get(pid), views.get(pid))
+            return Row(pid, hit.title, position, hit.bm25, hit.bm25_rank, score, graded.get(pid), explanation)
 
+        # each column carries what it means: the reranker's explanation only on the reranked rows
         window = slice(offset, offset + cfg.page_size)
         bm25_rows = [row(offset + i + 1, pid, None) for i, pid in enumerate(bm25_order[window])]
-        final_rows = [row(offset + i + 1, pid, score) for i, (pid, score) in enumerate(final[window])]
+        final_rows = [row(offset + i + 1, pid, score, views.get(pid)) for i, (pid, score) in enumerate(final[window])]
         pages = max(1, min(cfg.max_page, math.ceil(min(total, MAX_RESULT_WINDOW) / cfg.page_size)))
         return SearchResult(
             query=query, page=page, pages=pages, total_hits=total, more_hits=more, bm25=bm25_rows, reranked=final_rows,
