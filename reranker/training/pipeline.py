@@ -478,7 +478,7 @@ class Pipeline:
 
     def _rankers(self, queries: list[str]) -> list:
         """BM25, the zero-shot bi-encoder, the deployed teacher, BERM (and its ablation) and BERM-O."""
-        from evaluation.model_rankers import BiEncoderRanker, OnlineRanker, StudentRanker
+        from reranker.training.rankers import BiEncoderRanker, OnlineRanker, StudentRanker
         from evaluation.rankers import BM25Ranker
 
         encoder = load_bi_encoder()
