@@ -42,7 +42,9 @@ def imports_of(path: Path, module: str, known: set[str]) -> set[str]:
             if node.level:
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
-            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in known]
+            # `from pkg import module` depends on the module; `from pkg import name` on pkg itself
+            names = submodules + ([base] if len(submodules) < len(node.names) else [])
         for name in names:
             while name and name not in known:  # `from a.b import c` names a.b when c is no module
                 name = name.rpartition(".")[0]
