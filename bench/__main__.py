@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from searchstack.cli import Format, one_line_errors
+from searchstack.app import Format
+from searchstack.edge import one_line_errors
 from searchstack.settings import load_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -33,14 +34,14 @@ def indexing(
 ) -> None:
     """Indexing throughput (products/s) for the full catalog, and its ratio to a plain bulk load."""
     from bench.indexing import as_dict, bench_indexing
-    from indexer.bulk_index import connect
-    from searchstack.cli import read_catalog
+    from searchstack.app import connect_es
+    from searchstack.edge import read_catalog
 
     settings = load_settings(es_url=es_url)
     began = time.perf_counter()
     catalog = read_catalog(settings, fmt, path)
     read_s = time.perf_counter() - began
-    result = bench_indexing(connect(settings.resolved_es_url), catalog, read_s, settings.bulk_chunk_size)
+    result = bench_indexing(connect_es(settings), catalog, read_s, settings.bulk_chunk_size)
     table = Table(title=f"Indexing {result.products:,} products ({fmt.value})", title_justify="left")
     for column in ("stage", "seconds", "products/s"):
         table.add_column(column, justify="right" if column != "stage" else "left")
@@ -148,10 +149,10 @@ def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int, seed:
     """`limit` distinct texts of the split's test queries, a seeded sample in a stable order."""
     import random
 
-    from searchstack.cli import current_split, read_catalog
+    from searchstack.edge import current_split, read_catalog
 
     catalog = read_catalog(settings, fmt, path)
-    split = current_split(settings, catalog)
+    split = current_split(settings, catalog).split
     texts = sorted({catalog.queries[q].text for q in split.test if q in catalog.queries})
     return sorted(random.Random(seed).sample(texts, min(limit, len(texts))))
 

@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 RUN mkdir -p es_config indexer reranker evaluation searchstack bench frontend \
     && for p in es_config indexer reranker evaluation searchstack bench frontend; do touch $p/__init__.py; done \
     && pip install . && pip uninstall -y shopsearch
+COPY common common
 COPY es_config es_config
 COPY indexer indexer
 COPY reranker reranker

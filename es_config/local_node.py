@@ -13,6 +13,7 @@ Quirks of that distribution, handled here:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import ShopsearchError
 from es_config import plugin
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ MAVEN_ARTIFACT = "org.elasticsearch.distribution.integ-test-zip:elasticsearch:{v
 NODE_USER = "shopsearch-es"
 
 
-class NodeError(RuntimeError):
+class NodeError(ShopsearchError, RuntimeError):
     """A problem with the local node, phrased as one line for the user."""
 
 
@@ -88,6 +90,37 @@ def find_java_home() -> Path:
     return Path(os.path.realpath(java)).parent.parent
 
 
+def _enterable_by_others(folder: Path) -> bool:
+    return all(not p.exists() or p.stat().st_mode & stat.S_IXOTH for p in [folder, *folder.parents])
+
+
+def node_folders(cache_dir: Path, var_dir: Path) -> tuple[Path, Path]:
+    """Under root, folders the unprivileged node user can enter: the given ones where it can, else
+    /var/tmp/shopsearch-<uid>/ (the checkout in root's 0700 home is the usual case). Stable per
+    path, so `es status` and `es stop` find the node `es start` began."""
+    if os.geteuid() != 0:
+        return cache_dir, var_dir
+    base = Path("/var/tmp") / f"shopsearch-{os.getuid()}"
+    chosen = []
+    for name, folder in (("elasticsearch", cache_dir), ("var", var_dir)):
+        if _enterable_by_others(folder):
+            chosen.append(folder)
+            continue
+        moved = base / f"{name}-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]}"
+        if str(moved) not in _SAID:
+            _SAID.add(str(moved))
+            log.warning("%s is not open to the node user %s; the node's %s folder is %s", folder, NODE_USER,
+                        "download" if name == "elasticsearch" else "state", moved)
+        chosen.append(moved)
+    if chosen != [cache_dir, var_dir]:
+        base.mkdir(mode=0o755, exist_ok=True)
+        base.chmod(0o755)
+    return chosen[0], chosen[1]
+
+
+_SAID: set[str] = set()
+
+
 def _extract(zip_path: Path, target: Path) -> None:
     # zipfile drops Unix permissions; the launch scripts need their exec bits back.
     with zipfile.ZipFile(zip_path) as archive:
@@ -120,6 +153,9 @@ class LocalNode:
     # The rescorer plugin's Maven project (built or reused, then installed); None: a plain node.
     plugin_project: Path | None = None
     node_settings: dict = field(default_factory=dict)  # more elasticsearch.yml lines (the plugin's)
+
+    def __post_init__(self) -> None:
+        self.cache_dir, self.var_dir = node_folders(Path(self.cache_dir), Path(self.var_dir))
 
     @classmethod
     def from_settings(cls, settings) -> "LocalNode":

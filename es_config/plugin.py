@@ -6,6 +6,8 @@ into a stamp beside the zip), and reinstalled only when the installed copy came 
 
 from __future__ import annotations
 
+from common.errors import ShopsearchError
+
 import hashlib
 import os
 import shutil
@@ -16,7 +18,7 @@ PLUGIN_NAME = "shopsearch-rerank"
 STAMP = ".inputs-sha256"
 
 
-class PluginError(RuntimeError):
+class PluginError(ShopsearchError, RuntimeError):
     """The plugin could not be built or installed; the message is one line for the user."""
 
 

@@ -3,7 +3,7 @@
     service = SearchService(es, RerankerLink("127.0.0.1:50051"), SearchConfig(alias="products"))
     result = service.search("cordless drill", page=1)
 
-- Elasticsearch answers with the BM25 list (`es_config.query.bm25_query`, the one BM25 query).
+- Elasticsearch answers with the BM25 candidates (`es_config.retrieval`, the one first stage).
 - Its top `rerank_depth` go to the reranker with a deadline; the final list is the reranked top-N,
   then the BM25 hits past N in BM25 order. Both columns page through their own list.
 - The whole search keeps to `budget_ms`: Elasticsearch gets at most `es_timeout_ms` of it, the
@@ -25,13 +25,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import grpc
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
-from es_config.query import bm25_query
-from reranker.client import Balancing, Candidate, Explanation, RerankClient, RerankError, RerankResult
+from common.errors import ShopsearchError
+from common.results import Candidate, Explanation, Neighbor, movement
+from es_config import retrieval
+from evaluation.ndcg import ndcg_at
+from reranker.client import Balancing, RerankClient, RerankError, RerankResult
+
+__all__ = ["BadRequest", "Grades", "RerankerLink", "Row", "SearchConfig", "SearchResult", "SearchService",
+           "SearchUnavailable", "example_pool", "make_es", "ndcg_at", "pick_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +48,11 @@ NDCG_K = 10
 TITLE_CACHE = 100_000  # product titles remembered for naming neighbors
 
 
-class BadRequest(ValueError):
+class BadRequest(ShopsearchError, ValueError):
     """A query or page the page will not search for; the message is one line, for the user."""
 
 
-class SearchUnavailable(Exception):
+class SearchUnavailable(ShopsearchError):
     """Elasticsearch cannot answer (down, starting, index missing); the message is one line."""
 
 
@@ -106,36 +112,7 @@ class Grades:
         return self.by_query.get(query_key(query))
 
 
-def ndcg_at(ranked_ids: Iterable[str], grades: dict[str, float], k: int = 10) -> float | None:
-    """NDCG@k with linear gain (DCG = sum gain_i / log2(i + 1), ranx's `ndcg`); unjudged items gain 0.
-
-    None when no item has a positive grade: NDCG is undefined there, not 0.
-    """
-    ideal = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
-    if not ideal:
-        return None
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
-    dcg = sum(grades.get(pid, 0.0) / math.log2(i + 2) for i, pid in enumerate(list(ranked_ids)[:k]))
-    return dcg / idcg
-
-
 # -- the typed rows ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NeighborView:
-    path: str  # "Q-I", "Q-I-Q" (the query's) or "I-Q", "I-Q-I" (the item's)
-    node_id: str
-    label: str  # a product title or a query text where known, else the id
-    attention: float
-
-
-@dataclass(frozen=True)
-class ExplainView:
-    zero_order: float
-    k_order: float
-    bm25_part: float
-    neighbors: tuple[NeighborView, ...] = ()
-
 
 @dataclass(frozen=True)
 class Row:
@@ -148,12 +125,11 @@ class Row:
     bm25_rank: int
     score: float | None = None  # the reranker's score; None: placed by BM25
     grade: float | None = None  # human grade, where the query has one for this product
-    explanation: ExplainView | None = None
+    explanation: Explanation | None = None  # the reranker's, neighbors labelled; reranked column only
 
     @property
     def movement(self) -> int:
-        """Places gained against BM25 (negative: moved down)."""
-        return self.bm25_rank - self.rank
+        return movement(self.bm25_rank, self.rank)
 
 
 @dataclass
@@ -291,13 +267,12 @@ class SearchService:
 
     # -- the steps ---------------------------------------------------------------------------------
 
-    def _bm25(self, query: str, size: int, timeout_s: float) -> tuple[list[dict], int, bool]:
-        """(hits, total, whether the total is a lower bound); hits are counted as far as the pages go."""
+    def _bm25(self, query: str, size: int, timeout_s: float) -> retrieval.Retrieved:
+        """The BM25 candidates; hits are counted as far as the pages go."""
         count_to = min(MAX_RESULT_WINDOW, self.config.page_size * self.config.max_page)
         try:
-            answer = self.es.options(request_timeout=timeout_s, max_retries=0).search(
-                index=self.config.alias, query=bm25_query(query), size=size, source_includes=["title"],
-                track_total_hits=count_to, timeout=f"{max(1, int(1000 * timeout_s))}ms")
+            return retrieval.search(self.es, self.config.alias, query, size, timeout_s=timeout_s,
+                                    track_total_hits=count_to)
         except ApiError as err:
             if err.meta.status == 404:
                 raise SearchUnavailable(
@@ -306,9 +281,6 @@ class SearchService:
         except TransportError as err:
             where = f" at {self.es_url}" if self.es_url else ""
             raise SearchUnavailable(f"Elasticsearch is not answering{where} ({type(err).__name__})") from None
-        hits = answer["hits"]["hits"]
-        total = answer["hits"]["total"]
-        return hits, int(total["value"]), total.get("relation") == "gte"
 
     def _remember(self, titles: dict[str, str]) -> None:
         with self._titles_lock:
@@ -335,7 +307,7 @@ class SearchService:
         self._remember(fetched)
         return {**known, **fetched}
 
-    def _explain_views(self, items: list, titles: dict[str, str], deadline: float) -> dict[str, ExplainView]:
+    def _explain_views(self, items: list, titles: dict[str, str], deadline: float) -> dict[str, Explanation]:
         item_paths = {"Q-I", "I-Q-I"}  # paths whose nodes are products; the others end at queries
         wanted = {n.node_id for item in items if item.explanation for n in item.explanation.neighbors
                   if n.path in item_paths and n.node_id not in titles}
@@ -347,10 +319,10 @@ class SearchService:
             if e is None:
                 continue
             neighbors = sorted(e.neighbors, key=lambda n: -n.attention)[:NEIGHBOR_ROWS]
-            views[item.product_id] = ExplainView(e.zero_order, e.k_order, e.bm25_part, tuple(
-                NeighborView(n.path, n.node_id,
-                             titles.get(n.node_id, n.node_id) if n.path in item_paths
-                             else self.grades.query_texts.get(n.node_id, n.node_id), n.attention)
+            views[item.product_id] = Explanation(e.zero_order, e.k_order, e.bm25_part, tuple(
+                Neighbor(n.path, n.node_id, n.attention,
+                         titles.get(n.node_id, n.node_id) if n.path in item_paths
+                         else self.grades.query_texts.get(n.node_id, n.node_id))
                 for n in neighbors))
         return views
 
@@ -369,20 +341,20 @@ class SearchService:
         size = min(MAX_RESULT_WINDOW, max(cfg.rerank_depth, offset + cfg.page_size, NDCG_K))
 
         es_began = time.monotonic()
-        hits, total, more = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - es_began))
+        retrieved = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - es_began))
         es_ms = 1000 * (time.monotonic() - es_began)
-        titles = {h["_id"]: (h.get("_source") or {}).get("title", "") for h in hits}
-        bm25 = {h["_id"]: (float(h["_score"]), rank) for rank, h in enumerate(hits, start=1)}
-        bm25_order = [h["_id"] for h in hits]
+        hits, total, more = retrieved.candidates, retrieved.total, retrieved.total_is_lower_bound
+        titles = {c.product_id: c.title for c in hits}
+        bm25 = {c.product_id: c for c in hits}
+        bm25_order = [c.product_id for c in hits]
 
         self._remember(titles)
         status, notice, model, server_ms, rerank_ms, explain_ms = "bm25", "", "", {}, 0.0, 0.0
         final: list[tuple[str, float | None]] = [(pid, None) for pid in bm25_order]
-        views: dict[str, ExplainView] = {}
+        views: dict[str, Explanation] = {}
         if rerank and hits and self.reranker is not None:
             head = hits[: cfg.rerank_depth]
-            candidates = [Candidate(h["_id"], float(h["_score"]), rank, titles[h["_id"]] if send_text else None)
-                          for rank, h in enumerate(head, start=1)]
+            candidates: list[Candidate] = [replace(c, text=c.title) for c in head] if send_text else head
             left_ms = 1000 * (deadline - time.monotonic()) - RENDER_RESERVE_MS
             timeout_ms = min(cfg.rerank_deadline_ms, left_ms)
             rerank_began = time.monotonic()
@@ -410,13 +382,14 @@ class SearchService:
         grades = self.grades.of(query)
         graded = grades or {}
 
-        def row(position: int, pid: str, score: float | None) -> Row:
-            b, b_rank = bm25[pid]
-            return Row(pid, titles.get(pid, ""), position, b, b_rank, score, graded.get(pid), views.get(pid))
+        def row(position: int, pid: str, score: float | None, explanation: Explanation | None = None) -> Row:
+            hit = bm25[pid]
+            return Row(pid, hit.title, position, hit.bm25, hit.bm25_rank, score, graded.get(pid), explanation)
 
+        # each column carries what it means: the reranker's explanation only on the reranked rows
         window = slice(offset, offset + cfg.page_size)
         bm25_rows = [row(offset + i + 1, pid, None) for i, pid in enumerate(bm25_order[window])]
-        final_rows = [row(offset + i + 1, pid, score) for i, (pid, score) in enumerate(final[window])]
+        final_rows = [row(offset + i + 1, pid, score, views.get(pid)) for i, (pid, score) in enumerate(final[window])]
         pages = max(1, min(cfg.max_page, math.ceil(min(total, MAX_RESULT_WINDOW) / cfg.page_size)))
         return SearchResult(
             query=query, page=page, pages=pages, total_hits=total, more_hits=more, bm25=bm25_rows, reranked=final_rows,

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from tqdm import tqdm
 
+from common.errors import ShopsearchError
 from es_config import MAPPING_VERSION, index_body
 from indexer.records import Catalog
 
 log = logging.getLogger(__name__)
 
 
-class ClusterUnavailable(Exception):
+class ClusterUnavailable(ShopsearchError):
     pass
 
 
-class IndexingError(Exception):
+class IndexingError(ShopsearchError):
     pass
 
 
@@ -44,9 +45,9 @@ class IndexReport:
         return self.source_count / self.seconds if self.seconds and not self.skipped else 0.0
 
 
-def connect(url: str, timeout_s: float = 10.0) -> Elasticsearch:
+def connect(url: str, timeout_s: float = 10.0, request_timeout_s: float = 60.0, retries: int = 2) -> Elasticsearch:
     """A client for `url`, checked with a cluster-health call (this distribution has no `GET /`)."""
-    es = Elasticsearch(url, request_timeout=60, max_retries=2, retry_on_timeout=True)
+    es = Elasticsearch(url, request_timeout=request_timeout_s, max_retries=retries, retry_on_timeout=True)
     try:
         es.options(request_timeout=timeout_s, max_retries=0).cluster.health()
     except (TransportError, ApiError) as err:
@@ -81,6 +82,7 @@ def index_catalog(
     rebuild: bool = False,
     force: bool = False,
     chunk_size: int = 1000,
+    max_retries: int = 3,  # a chunk's rejected (429) documents, retried with backoff
     progress: bool = True,
 ) -> IndexReport:
     began = time.monotonic()
@@ -110,7 +112,7 @@ def index_catalog(
     failed = 0
     with tqdm(total=len(catalog.products), unit="product", desc=f"indexing {target}", disable=not progress) as bar:
         for ok, item in helpers.streaming_bulk(
-            es, actions, chunk_size=chunk_size, raise_on_error=False, max_retries=3
+            es, actions, chunk_size=chunk_size, raise_on_error=False, max_retries=max_retries
         ):
             if not ok:
                 failed += 1

@@ -14,10 +14,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from common.errors import ShopsearchError
+
 log = logging.getLogger(__name__)
 
 
-class StoreError(Exception):
+class StoreError(ShopsearchError):
     """A vector store that cannot be built or read (bad shapes, ids out of step with the index)."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import ShopsearchError
 from indexer.records import LogEvent
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 FORMAT = "click-graph-1"
 
 
-class GraphError(Exception):
+class GraphError(ShopsearchError):
     """A click graph that cannot be built or read."""
 
 

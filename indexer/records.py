@@ -6,6 +6,8 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
+from common.errors import ShopsearchError
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ class LogEvent:
     impressions: int
 
 
-class CatalogError(Exception):
+class CatalogError(ShopsearchError):
     """A catalog that cannot be read at all (missing file, wrong layout, wrong encoding)."""
 
 

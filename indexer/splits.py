@@ -11,10 +11,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.errors import ShopsearchError
 from indexer.records import Catalog
 
 
-class SplitError(Exception):
+class SplitError(ShopsearchError):
     pass
 
 

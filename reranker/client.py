@@ -28,6 +28,8 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.errors import ShopsearchError
+from common.results import Candidate, Explanation, Neighbor, Ranked
 from reranker.rpc.stubs import RERANKER_SERVICE, pb, pb_grpc
 
 DEFAULT_TIMEOUT_S = 2.0
@@ -87,48 +89,14 @@ class CandidateLike(Protocol):
     text: str | None
 
 
-@dataclass(frozen=True)
-class Candidate:
-    product_id: str
-    bm25: float
-    bm25_rank: int  # 1-based
-    text: str | None = None  # the title, for items the service may not know
-
-
-@dataclass(frozen=True)
-class AttendedNeighbor:
-    path: str  # "Q-I", "Q-I-Q", "I-Q" or "I-Q-I"
-    node_id: str
-    attention: float
-
-
-@dataclass(frozen=True)
-class Explanation:
-    zero_order: float
-    k_order: float
-    bm25_part: float  # zero_order + k_order + bm25_part == score (float32 rounding)
-    neighbors: tuple[AttendedNeighbor, ...] = ()
-
-
-@dataclass(frozen=True)
-class RankedItem:
-    product_id: str
-    score: float
-    rank: int  # 1-based, in the reranked order
-    bm25: float
-    bm25_rank: int
-    reranked: bool  # False: the model could not score it (kept in BM25 order after the others)
-    explanation: Explanation | None = None
-
-    @property
-    def movement(self) -> int:
-        """Places gained against the BM25 order (negative: moved down)."""
-        return self.bm25_rank - self.rank
+# The shapes are common/results.py's; the older names stay for the client's users.
+AttendedNeighbor = Neighbor
+RankedItem = Ranked
 
 
 @dataclass(frozen=True)
 class RerankResult:
-    items: list[RankedItem]
+    items: list[Ranked]
     model_name: str
     model_version: str
     partial: bool
@@ -145,7 +113,7 @@ class ReloadResult:
     load_ms: float
 
 
-class RerankError(Exception):
+class RerankError(ShopsearchError):
     """A call that failed; `code` is the gRPC status code, `details` the server's reason."""
 
     def __init__(self, target: str, code: grpc.StatusCode, details: str) -> None:
@@ -168,8 +136,8 @@ def from_response(response: pb.RerankResponse, elapsed_ms: float = 0.0) -> Reran
         if item.HasField("explanation"):
             e = item.explanation
             explanation = Explanation(e.zero_order, e.k_order, e.bm25_part,
-                                      tuple(AttendedNeighbor(n.path, n.node_id, n.attention) for n in e.neighbors))
-        items.append(RankedItem(item.item_id, item.score, item.rank, item.bm25_score, item.bm25_rank,
+                                      tuple(Neighbor(n.path, n.node_id, n.attention) for n in e.neighbors))
+        items.append(Ranked(item.item_id, item.score, item.rank, item.bm25_score, item.bm25_rank,
                                 item.reranked, explanation))
     return RerankResult(items, response.model_name, response.model_version, response.status == pb.PARTIAL,
                         response.status_reason, dict(response.timings_ms), elapsed_ms)

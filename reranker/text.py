@@ -26,6 +26,11 @@ _TOKEN_RE = re.compile(TOKEN_PATTERN)
 PAD_ID = 0
 UNK_ID = 1
 FORMAT = "shopsearch-vocab-1"
+# Token caps of the students' inputs, one definition for training (reranker/graph/context.py) and
+# the serving artifact (reranker/serving/online.py), which records them in its manifest. Model
+# shape, not a deployment knob, so constants rather than settings: serving must match training.
+MAX_QUERY_TOKENS = 12
+MAX_TITLE_TOKENS = 32
 
 
 def tokenize(text: str) -> list[str]:

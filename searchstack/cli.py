@@ -3,75 +3,26 @@ serve the reranker and rerank a query through it."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from elasticsearch import ApiError, TransportError
-from rich.console import Console
 
-from es_config.local_node import LocalNode, NodeError
-from indexer.bulk_index import ClusterUnavailable, IndexingError, connect, index_catalog
-from indexer.readers import load_catalog
-from indexer.readers.wands import download as download_wands
-from indexer.records import Catalog, CatalogError
-from indexer.splits import QuerySplit, SplitError, load_split, save_split, split_path, split_queries
-from reranker.client import RerankError
 from reranker.server.errors import ServerStartError
 from reranker.training.errors import PipelineError
+from searchstack import app as stackapp
+from searchstack.app import Format
+from searchstack.edge import EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, read_catalog
 from searchstack.settings import Settings, load_settings
-from searchstack.stack import StackError
+
+__all__ = ["EXPECTED_ERRORS", "Format", "app", "current_split", "one_line_errors", "read_catalog"]
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 es_app = typer.Typer(help="The local Elasticsearch node (Elastic's distribution zip, no Docker).", no_args_is_help=True)
 app.add_typer(es_app, name="es")
-console = Console()
-err_console = Console(stderr=True)
-
-EXPECTED_ERRORS = (NodeError, CatalogError, ClusterUnavailable, IndexingError, SplitError, ApiError, TransportError,
-                   RerankError, ServerStartError, StackError, PipelineError)
-
-
-class Format(str, Enum):
-    home_depot = "home-depot"
-    generic = "generic"
-    wands = "wands"
-
-
-def one_line_errors(func):
-    """At the edge, a known failure becomes one line on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-        try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort):  # a command's own exit code, not an error to report
-            raise
-        except EXPECTED_ERRORS as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            if isinstance(err, (ApiError, TransportError)):
-                message = f"Elasticsearch request failed: {message}"
-            err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
-        except Exception as err:  # a bug, not a user error: still one line unless asked for more
-            if os.environ.get("SHOPSEARCH_DEBUG"):
-                raise
-            err_console.print(
-                f"[red]internal error:[/red] {type(err).__name__}: {err} (set SHOPSEARCH_DEBUG=1 for the traceback)",
-                highlight=False, soft_wrap=True,
-            )
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Catalog format.")]
@@ -84,37 +35,6 @@ UrlOpt = Annotated[Optional[str], typer.Option("--es-url", help="Use this cluste
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first malformed row instead of skipping it.")]
 
 
-def read_catalog(settings: Settings, fmt: Format, path: Path | None, strict: bool = False) -> Catalog:
-    if path is None:
-        if fmt is Format.generic:
-            raise CatalogError("the generic format needs --path (a folder; see docs/catalog-format.md)")
-        path = settings.home_depot_path if fmt is Format.home_depot else download_wands(settings.wands_dir)
-    with console.status(f"reading {fmt.value} catalog from {path}"):
-        catalog = load_catalog(fmt.value, path, strict=strict)
-    console.print(
-        f"read {len(catalog.products):,} products, {len(catalog.queries):,} queries, "
-        f"{len(catalog.judgments):,} judgments, {len(catalog.logs):,} log lines from {path}"
-    )
-    if catalog.bad_rows:
-        err_console.print(f"[yellow]skipped {len(catalog.bad_rows)} malformed row(s)[/yellow]; first: {catalog.bad_rows[0]}")
-    return catalog
-
-
-def current_split(settings: Settings, catalog: Catalog) -> QuerySplit:
-    """The saved split for this dataset if it matches the data and seed; otherwise a new one."""
-    path = split_path(settings.artifacts_dir, catalog.name)
-    if path.exists():
-        split = load_split(path)
-        if (split.data_fingerprint, split.seed, split.dev_fraction, split.test_fraction) == (
-            catalog.fingerprint(), settings.split_seed, settings.split_dev_fraction, settings.split_test_fraction
-        ):
-            return split
-    split = split_queries(catalog, settings.split_seed, settings.split_dev_fraction, settings.split_test_fraction)
-    save_split(split, settings.artifacts_dir)
-    console.print(f"wrote split {split.split_id} to {path}")
-    return split
-
-
 # -- es ---------------------------------------------------------------------------------------------
 PortOpt = Annotated[Optional[int], typer.Option(help="HTTP port (default: SHOPSEARCH_ES_PORT or 9200).")]
 
@@ -123,20 +43,17 @@ PortOpt = Annotated[Optional[int], typer.Option(help="HTTP port (default: SHOPSE
 @one_line_errors
 def es_start(port: PortOpt = None, heap: Annotated[Optional[str], typer.Option(help="JVM heap, e.g. 1g.")] = None) -> None:
     """Fetch (once), configure and start the node; waits until it is healthy."""
-    node = LocalNode.from_settings(load_settings(es_port=port, es_heap=heap))
-    with console.status(f"starting Elasticsearch on {node.url}"):
-        result = node.start()
-    if result.already_running:
-        console.print(f"Elasticsearch is already running on {result.url}; nothing to do")
-    else:
-        console.print(f"Elasticsearch is up on {result.url} (started in {result.seconds:.1f} s)")
+    settings = load_settings(es_port=port, es_heap=heap)
+    with console.status(f"starting Elasticsearch on {stackapp.local_node(settings).url}"):
+        result = stackapp.start_node(settings)
+    console.print(stackapp.node_started_message(result))
 
 
 @es_app.command("stop")
 @one_line_errors
 def es_stop(port: PortOpt = None) -> None:
     """Stop the node started by `shopsearch es start`."""
-    node = LocalNode.from_settings(load_settings(es_port=port))
+    node = stackapp.local_node(load_settings(es_port=port))
     console.print("stopped" if node.stop() else f"no node of this project is running on port {node.port}")
 
 
@@ -144,7 +61,7 @@ def es_stop(port: PortOpt = None) -> None:
 @one_line_errors
 def es_status(port: PortOpt = None) -> None:
     """Say whether the node runs, and its cluster health. Exit code 1 when it is not running."""
-    status = LocalNode.from_settings(load_settings(es_port=port)).status()
+    status = stackapp.local_node(load_settings(es_port=port)).status()
     if not status.running:
         console.print(f"not running ({status.url})")
         raise typer.Exit(1)
@@ -165,9 +82,7 @@ def index(
     """Bulk-index a catalog behind the products alias, then check the count against the source."""
     settings = load_settings(es_url=es_url)
     catalog = read_catalog(settings, fmt, path, strict)
-    es = connect(settings.resolved_es_url)
-    report = index_catalog(es, catalog, settings.index_alias, rebuild=rebuild, force=force,
-                           chunk_size=settings.bulk_chunk_size)
+    report = stackapp.index(settings, catalog, rebuild=rebuild, force=force)
     if report.skipped:
         console.print(f"alias {report.alias!r} -> {report.index} already holds this catalog ({report.doc_count:,} products); nothing to do")
     else:
@@ -188,10 +103,10 @@ def split(
     """Split the catalog's queries into train / dev / test and save it under the artifacts folder."""
     settings = load_settings(split_seed=seed)
     catalog = read_catalog(settings, fmt, path, strict)
-    result = current_split(settings, catalog)
+    result = current_split(settings, catalog).split
     console.print(
         f"split {result.split_id} (seed {result.seed}): {len(result.train):,} train, {len(result.dev):,} dev, "
-        f"{len(result.test):,} test queries -> {split_path(settings.artifacts_dir, catalog.name)}"
+        f"{len(result.test):,} test queries -> {stackapp.split_file(settings, catalog)}"
     )
 
 
@@ -212,8 +127,8 @@ def evaluate(
 
     settings = load_settings(es_url=es_url)
     catalog = read_catalog(settings, fmt, path)
-    query_split = current_split(settings, catalog)
-    es = connect(settings.resolved_es_url)
+    query_split = current_split(settings, catalog).split
+    es = stackapp.connect_es(settings)
     result = evaluate_rankers(
         es, settings.index_alias, catalog, query_split.side(side), [BM25Ranker(), RandomRanker()],
         side=side, split_id=query_split.split_id, depth=depth,
@@ -277,9 +192,9 @@ def _pipeline_factory(profile: str, fmt: Format, path: Path | None, es_url: str 
         raise PipelineError(f"unknown profile {profile!r}; choose {', '.join(PROFILES)}")
     settings = load_settings(es_url=es_url)
     catalog = read_catalog(settings, fmt, path)
-    query_split = current_split(settings, catalog)
-    es = connect(settings.resolved_es_url)
-    index_catalog(es, catalog, settings.index_alias, chunk_size=settings.bulk_chunk_size)
+    query_split = current_split(settings, catalog).split
+    es = stackapp.connect_es(settings)
+    stackapp.index(settings, catalog, es)
 
     def make(overrides: dict[str, str]) -> Pipeline:
         chosen = with_overrides(PROFILES[profile], overrides)
@@ -396,7 +311,7 @@ def serve(
         raise ServerStartError("no artifact to serve: pass --artifact or set SHOPSEARCH_RERANK_ARTIFACT")
     config = ServerConfig.from_settings(settings, **({"metrics_port": None} if no_metrics else {}))
     _request_log_to_stdout()
-    server = RerankServer(config, loader=berm_o_loader(config.onnx_threads), artifact=settings.rerank_artifact)
+    server = RerankServer(config, loader=berm_o_loader(config.onnx_threads, settings.rerank_query_cache_size), artifact=settings.rerank_artifact)
     server.start()
     err_console.print(f"loading {settings.rerank_artifact} (port {server.port} answers health NOT_SERVING meanwhile)",
                       highlight=False)
@@ -456,19 +371,19 @@ def rerank_query(
     """BM25 top-N from Elasticsearch, reranked by the service: both orders side by side."""
     from rich.table import Table
 
-    from es_config.query import bm25_query
-    from reranker.client import Candidate, RerankClient
+    from dataclasses import replace
+
+    from es_config import retrieval
+    from reranker.client import RerankClient
 
     settings = load_settings(es_url=es_url, rerank_target=target, rerank_depth=depth)
-    es = connect(settings.resolved_es_url)
-    hits = es.search(index=settings.index_alias, query=bm25_query(query), size=settings.rerank_depth,
-                     source_includes=["title"])["hits"]["hits"]
+    es = stackapp.connect_es(settings)
+    hits = retrieval.search(es, settings.index_alias, query, settings.rerank_depth).candidates
     if not hits:
         console.print(f"no BM25 results for {query!r} in {settings.index_alias!r}; nothing to rerank")
         return
-    titles = {hit["_id"]: hit["_source"].get("title", "") for hit in hits}
-    candidates = [Candidate(hit["_id"], float(hit["_score"]), rank, titles[hit["_id"]] if send_text else None)
-                  for rank, hit in enumerate(hits, start=1)]
+    titles = {c.product_id: c.title for c in hits}
+    candidates = [replace(c, text=c.title) for c in hits] if send_text else hits
     with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank_client_timeout_ms / 1000) as client:
         result = client.rerank(query, candidates, explain=explain, model_version=model_version)
 
@@ -535,7 +450,7 @@ def stop(
     for name in (WEB, *(stack.replicas() or [RERANKER])):
         console.print(f"{name}: {'stopped' if stack.stop(name) else 'was not running'}")
     if settings.es_url is None and not keep_es:
-        node = LocalNode.from_settings(settings)
+        node = stackapp.local_node(settings)
         console.print(f"Elasticsearch on port {node.port}: {'stopped' if node.stop() else 'was not running'}")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from searchstack import app
 from searchstack.settings import Settings
 from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
                                shopsearch_argv, web_answering)
@@ -109,25 +110,28 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
     from evaluation.rankers import BM25Ranker, RandomRanker
     from evaluation.report import print_table, write_json
     from evaluation.runner import evaluate_rankers
-    from indexer.bulk_index import connect, index_catalog
-    from searchstack.cli import Format, current_split, es_start, read_catalog
+    from searchstack.edge import current_split, read_catalog
 
-    if settings.es_url is None:
-        es_start(port=None, heap=None)
-    catalog = read_catalog(settings, Format(fmt), path)
-    es = connect(settings.resolved_es_url)
-    report = index_catalog(es, catalog, settings.index_alias, chunk_size=settings.bulk_chunk_size)
+    if settings.es_url is None:  # the node of these settings (their port and heap), not the defaults'
+        node = app.local_node(settings)
+        with console.status(f"starting Elasticsearch on {node.url}"):
+            started = app.start_node(settings)
+        console.print(app.node_started_message(started))
+    catalog = read_catalog(settings, app.Format(fmt), path, out=console)
+    es = app.connect_es(settings)
+    report = app.index(settings, catalog, es)
     if report.skipped:
         console.print(f"alias {report.alias!r} already holds this catalog ({report.doc_count:,} products)")
     else:
         console.print(f"indexed {report.source_count:,} products into {report.index} in {report.seconds:.1f} s; "
                       f"count check passed ({report.doc_count:,})")
-    query_split = current_split(settings, catalog)
+    query_split = current_split(settings, catalog, out=console).split
 
     eval_json = settings.artifacts_dir / "eval" / f"{fmt}-bm25.json"
     if not eval_json.exists():
         result = evaluate_rankers(es, settings.index_alias, catalog, query_split.side("test"),
-                                  [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id, depth=100)
+                                  [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id,
+                                  depth=settings.demo_eval_depth)
         print_table(result, console)
         write_json(result, eval_json)
     else:
@@ -152,7 +156,8 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                                "--host", settings.web_host, "--port", str(settings.web_port),
                                "--target", target, "--es-url", settings.resolved_es_url)
     with console.status(f"starting the page on {settings.web_url}") as status:
-        started = stack.start(WEB, web_argv, lambda: web_answering(settings.web_url), timeout_s=180,
+        started = stack.start(WEB, web_argv, lambda: web_answering(settings.web_url),
+                              timeout_s=settings.demo_web_start_timeout_s,
                               waiting=lambda s: status.update(f"starting the page on {settings.web_url}: {s:.0f} s"))
     console.print(f"page {'already running' if started.already_running else 'started'} "
                   f"(pid {started.pid}; log {stack.log_file(WEB)})")
@@ -182,7 +187,8 @@ def start_replicas(settings: Settings, stack: Stack, artifact: Path, console: Co
         with console.status(f"starting reranker {index + 1} of {settings.rerank_replicas} on {address} "
                             "(loading the model)") as status:
             started = stack.start(name, replica_argv(settings, artifact, index),
-                                  lambda: reranker_serving(address), timeout_s=300,
+                                  lambda: reranker_serving(address),
+                                  timeout_s=settings.demo_reranker_start_timeout_s,
                                   waiting=lambda s: status.update(f"starting the reranker on {address}: {s:.0f} s"))
         versions[address] = reranker_version(address)
         console.print(f"{name} {'already running' if started.already_running else 'started'} on {address} "
@@ -213,11 +219,11 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
     from frontend.app import Examples, create_app
     from frontend.search import Grades, RerankerLink, SearchConfig, SearchService, example_pool, make_es
     from reranker.client import Balancing
-    from searchstack.cli import current_split
+    from searchstack.edge import current_split
 
     _check_port(settings.web_host, settings.web_port)
     grades = Grades.from_catalog(catalog)
-    query_split = current_split(settings, catalog)
+    query_split = current_split(settings, catalog, out=console).split
     pool = example_pool([catalog.queries[q].text for q in query_split.test if q in catalog.queries], grades,
                         settings.web_example_pool)
     config = SearchConfig.from_settings(settings)

@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from common.addresses import connectable
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
 
     index_alias: str = "products"
     bulk_chunk_size: int = Field(1000, ge=1)
+    # The indexing client: a bulk chunk of a large catalog can take long on a loaded node, and a
+    # timed-out request is retried; rejected documents (HTTP 429) of a chunk are retried with backoff.
+    es_request_timeout_s: float = Field(60.0, gt=0)
+    es_request_retries: int = Field(2, ge=0)
+    bulk_max_retries: int = Field(3, ge=0)
 
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     home_depot_path: Path = PROJECT_ROOT.parent / "shared" / "data" / "home-depot" / "train.csv"
@@ -90,6 +97,7 @@ class Settings(BaseSettings):
     # `shopsearch demo`: serve processes on rerank_port, rerank_port + 1, ... (metrics ports likewise);
     # clients then target all of them (resolved_rerank_target) and balance with gRPC's round robin.
     rerank_replicas: int = Field(1, ge=1, le=16)
+    rerank_query_cache_size: int = Field(10_000, ge=1)  # query contexts kept (bi-encoder + neighbors)
 
     # The demo search page (frontend/, `shopsearch web`).
     web_host: str = "127.0.0.1"
@@ -113,6 +121,9 @@ class Settings(BaseSettings):
     # `shopsearch demo` / `stop`: background processes, their pid files and logs.
     stack_dir: Path = PROJECT_ROOT / "var" / "stack"
     demo_profile: str = "quick"  # trained if no artifact is there yet
+    demo_eval_depth: int = Field(100, ge=10)  # BM25 candidates per query in the demo's first BM25 figures
+    demo_reranker_start_timeout_s: float = Field(300.0, gt=0)  # loading the model (and warm-up)
+    demo_web_start_timeout_s: float = Field(180.0, gt=0)  # the page reads the catalog first
 
     @property
     def resolved_es_url(self) -> str:
@@ -128,7 +139,7 @@ class Settings(BaseSettings):
         """rerank_target, else the local replicas: `host:port`, or gRPC's address list for several."""
         if self.rerank_target:
             return self.rerank_target
-        host = "127.0.0.1" if self.rerank_host in ("0.0.0.0", "[::]", "::") else self.rerank_host
+        host = connectable(self.rerank_host)
         if self.rerank_replicas == 1:
             return f"{host}:{self.rerank_port}"
         if ":" in host.strip("[]"):  # an IPv6 literal
@@ -139,8 +150,7 @@ class Settings(BaseSettings):
 
     @property
     def web_url(self) -> str:
-        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "[::]", "::") else self.web_host
-        return f"http://{host}:{self.web_port}"
+        return f"http://{connectable(self.web_host)}:{self.web_port}"
 
     @classmethod
     def settings_customise_sources(

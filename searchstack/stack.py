@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import ShopsearchError
+
 RERANKER, WEB = "reranker", "web"
 
 
-class StackError(Exception):
+class StackError(ShopsearchError):
     """A background process that would not start or stop; the message is one line."""
 
 

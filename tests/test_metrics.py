@@ -55,3 +55,14 @@ def test_clear_pair_accuracy_uses_only_pairs_a_full_grade_apart() -> None:
 
 def test_judged_at_10_is_the_share_of_graded_items_in_the_top_10() -> None:
     assert metrics.judged_at(GRADES, SCORES, 10) == pytest.approx(0.2)
+
+
+def test_the_pages_one_list_ndcg_is_ranx_ndcg() -> None:
+    from evaluation.ndcg import ndcg_at
+
+    grades = {"q": {"a": 2.0, "b": 1.0, "c": 0.0, "d": 7 / 12, "e": 1.5}}
+    lists = [["z", "b", "a"], ["e", "d", "c", "b", "a"], ["a", "b", "c", "d", "e"], list("abcdefghijklmnop")[::-1]]
+    for ranked in lists:
+        scores = {"q": {pid: float(len(ranked) - i) for i, pid in enumerate(ranked)}}
+        expected = metrics.ranx_metrics(grades, scores, {"ndcg@10": "ndcg@10"}, "m")["ndcg@10"]
+        assert ndcg_at(ranked, grades["q"], 10) == pytest.approx(expected, abs=1e-9), ranked

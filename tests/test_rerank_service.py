@@ -156,7 +156,6 @@ def _bad_requests(current_version: str):
         ("cordless drill", [Candidate("p1", 2.0, 1), Candidate("new", 1.0, 2, "x" * 201)], {},
          "candidates[1] ('new'): text has 201 characters; the maximum is 200"),
         ("cordless drill", [Candidate("", 1.0, 1)], {}, "candidates[0]: item_id is empty"),
-        ("cordless drill", [Candidate("p1", 1.0, 0)], {}, "candidates[0] ('p1'): bm25_rank must be 1 or more (1 = top)"),
         ("cordless drill", [Candidate("p1", math.nan, 1)], {},
          "candidates[0] ('p1'): bm25_score is nan, not a finite number"),
         ("cordless drill", bm25_list(), {"model_version": "berm-o-1+000000000000"},

@@ -140,6 +140,7 @@ def test_explain_parts_and_neighbors(service) -> None:
                 assert n.label == TITLES[n.node_id]  # products by title
             else:
                 assert n.label == n.node_id  # queries of the tiny graph are their text
+    assert all(row.explanation is None and row.score is None for row in result.bm25)  # BM25's column: no reranker parts
 
 
 def test_reranker_down_falls_back_to_bm25_and_says_so(es_url, shop, es) -> None:
@@ -226,6 +227,7 @@ def test_http_search_json_and_page(page) -> None:
     answer = json.loads(body)
     assert answer["status"] == "reranked" and answer["page"] == 2 and len(answer["reranked"]) == 4
     assert {"product_id", "title", "rank", "bm25", "bm25_rank", "score", "grade", "explanation", "movement"} <= set(answer["reranked"][0])
+    assert all(row["explanation"] is None and row["score"] is None for row in answer["bm25"])
     status, html = get(f"{page.url}/?q=cordless+drill")
     assert status == 200
     assert 'id="bm25-col"' in html and 'id="reranked-col" data-status="reranked"' in html

@@ -19,31 +19,25 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from common.errors import ShopsearchError
 from indexer.embeddings import embed
 from indexer.faiss_store import VectorStore
 from indexer.records import Product
 from reranker.graph.neighbors import ITEM_PATHS, PATHS, QUERY_PATHS, NeighborSampler
+from reranker.normalize import minmax  # the BM25 contract, one definition
+from reranker.text import MAX_QUERY_TOKENS, MAX_TITLE_TOKENS
 
 log = logging.getLogger(__name__)
 
 Neighbors = list[tuple[str, float]]
 
 
-class ContextError(Exception):
+class ContextError(ShopsearchError):
     pass
 
 
 class TokenVocab(Protocol):
     def encode(self, text: str, max_len: int) -> list[int]: ...  # 0 = padding, 1 = unknown
-
-
-def minmax(values: np.ndarray) -> np.ndarray:
-    """Min-max scaling to [0, 1] within one list; an all-equal list becomes zeros."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
 
 
 class ContextBuilder:
@@ -56,8 +50,8 @@ class ContextBuilder:
         catalog_products: dict[str, Product],
         bi_encoder=None,
         per_path: int = 5,
-        max_query_tokens: int = 12,
-        max_title_tokens: int = 32,
+        max_query_tokens: int = MAX_QUERY_TOKENS,
+        max_title_tokens: int = MAX_TITLE_TOKENS,
     ) -> None:
         self.sampler = sampler
         self.vocab = vocab

@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from common.errors import ShopsearchError
 from indexer.faiss_store import VectorStore
 from indexer.graph import ClickGraph
 
@@ -46,7 +47,7 @@ ITEM_PATHS = PATHS[2:]
 Neighbors = list[tuple[str, float]]
 
 
-class SamplerError(Exception):
+class SamplerError(ShopsearchError):
     pass
 
 

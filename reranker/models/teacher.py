@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from reranker.normalize import minmax  # the BM25 contract, one definition
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +49,27 @@ class TeacherConfig:
     model_version: str = MODEL_VERSION
 
 
-def minmax(values: np.ndarray) -> np.ndarray:
-    """Per-list min-max scaling to [0, 1] (all-equal lists become 0)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values
-    span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+def _not_a_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+@contextmanager
+def _expected_new_head():
+    """The base checkpoint is a bi-encoder, so its classifier head is MISSING by design: keep
+    transformers' LOAD REPORT table (a warning) and its weight-loading bar off the user's screen.
+    A filter, not a higher level: transformers runs extra checks when that logger's level is raised."""
+    from transformers.utils import logging as hf_logging
+
+    report_log = logging.getLogger("transformers.modeling_utils")
+    bar = hf_logging.is_progress_bar_enabled()
+    report_log.addFilter(_not_a_load_report)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        report_log.removeFilter(_not_a_load_report)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 class Teacher:
@@ -64,7 +81,9 @@ class Teacher:
     def from_base(cls, config: TeacherConfig | None = None) -> "Teacher":
         path = base_model_path()
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        with _expected_new_head():
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        log.info("teacher: %s with a new classifier head (trained by the teacher stage)", path)
         return cls(model, tokenizer, config or TeacherConfig())
 
     @staticmethod

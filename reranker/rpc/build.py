@@ -19,6 +19,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+from common.errors import ShopsearchError
+
 log = logging.getLogger(__name__)
 
 PROTO = Path(__file__).resolve().parents[2] / "proto" / "reranker.proto"
@@ -27,7 +29,7 @@ STAMP = OUT / "SOURCE_SHA256"
 MODULES = ("reranker_pb2.py", "reranker_pb2.pyi", "reranker_pb2_grpc.py")
 
 
-class StubBuildError(Exception):
+class StubBuildError(ShopsearchError):
     """The stubs are missing or stale and cannot be generated."""
 
 

@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from common.addresses import connectable
 from reranker.rpc.stubs import ADMIN_SERVICE, RERANKER_SERVICE, pb_grpc
 from reranker.server.errors import ServerStartError
 from reranker.server.metrics import ServiceMetrics
@@ -182,8 +183,7 @@ class RerankServer:
 
     @property
     def target(self) -> str:
-        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "[::]", "::") else self.config.host
-        return f"{host}:{self.port}"
+        return f"{connectable(self.config.host)}:{self.port}"
 
 
 def run_until_signal(server: RerankServer, on_ready=None) -> None:

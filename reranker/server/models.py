@@ -68,14 +68,14 @@ def guard(model: ServingModel) -> ServingModel:
     return Serialized(model)
 
 
-def load_berm_o(folder: Path, threads: OnnxThreads = OnnxThreads()) -> ServingModel:
+def load_berm_o(folder: Path, threads: OnnxThreads = OnnxThreads(), query_cache_size: int = 10_000) -> ServingModel:
     """The BERM-O artifact in `folder`; raises ArtifactError (one line) when missing or corrupt."""
-    return OnlineReranker.load(Path(folder), threads)
+    return OnlineReranker.load(Path(folder), threads, query_cache_size)
 
 
-def berm_o_loader(threads: OnnxThreads):
+def berm_o_loader(threads: OnnxThreads, query_cache_size: int = 10_000):
     """A loader (path -> model) whose ONNX sessions use `threads`, for the server's slot."""
-    return lambda folder: load_berm_o(folder, threads)
+    return lambda folder: load_berm_o(folder, threads, query_cache_size)
 
 
 class Bm25Order:

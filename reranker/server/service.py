@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from common.errors import ShopsearchError
 from reranker.rpc.stubs import pb, pb_grpc
 from reranker.server.metrics import ServiceMetrics
 from reranker.server.models import QUEUE, ArtifactError, Candidate, RerankOutput, ServingModel
@@ -29,13 +30,13 @@ request_log = logging.getLogger("reranker.requests")  # one JSON line per reques
 NO_DEADLINE_S = 1e6  # grpc reports a call without a deadline as one centuries away
 
 
-class Abort(Exception):
+class Abort(ShopsearchError):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code, self.message = code, message
 
 
-class ModelContractError(Exception):
+class ModelContractError(ShopsearchError):
     """The model broke the protocol (a score missing, twice, or not a number): a bug, INTERNAL."""
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from common.errors import ShopsearchError
 from reranker.serving.online import Candidate
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(ShopsearchError, ValueError):
     """A request the service will not score; the message is one line, for the client."""
 
 
@@ -25,7 +26,8 @@ class Limits:
 
 
 def parse_request(request, limits: Limits) -> tuple[str, list[Candidate]]:
-    """(query, candidates) from a pb.RerankRequest; raises InvalidRequest."""
+    """(query, candidates) from a pb.RerankRequest; raises InvalidRequest. A candidate without
+    `bm25_rank` (0, proto3's unset) is ranked by its position in the list (1 = first)."""
     query = request.query.strip()
     if not query:
         raise InvalidRequest("query is empty")
@@ -47,9 +49,9 @@ def parse_request(request, limits: Limits) -> tuple[str, list[Candidate]]:
         if len(c.text) > limits.max_text_chars:
             raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): text has {len(c.text)} characters; "
                                  f"the maximum is {limits.max_text_chars}")
-        if c.bm25_rank < 1:
-            raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): bm25_rank must be 1 or more (1 = top)")
         if not math.isfinite(c.bm25_score):
             raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): bm25_score is {c.bm25_score}, not a finite number")
-        candidates.append(Candidate(c.item_id, float(c.bm25_score), int(c.bm25_rank), c.text or None))
+        # proto3 cannot tell 0 from unset: a client that sends no rank means the list's own order
+        rank = int(c.bm25_rank) or index + 1
+        candidates.append(Candidate(c.item_id, float(c.bm25_score), rank, c.text or None))
     return query, candidates

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import ShopsearchError
 from indexer.embeddings import embed, load_bi_encoder
 from indexer.faiss_store import StoreError, VectorStore
 from indexer.graph import ClickGraph
@@ -52,7 +53,7 @@ from reranker.graph.context import ContextBuilder, minmax
 from reranker.graph.neighbors import ITEM_PATHS, QUERY_PATHS, NeighborSampler
 from reranker.models.berm_o import BermO, OnnxBermO, export_context_onnx, export_onnx
 from reranker.serving import text_encoder
-from reranker.text import Vocab
+from reranker.text import MAX_QUERY_TOKENS, MAX_TITLE_TOKENS, Vocab
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-class ArtifactError(Exception):
+class ArtifactError(ShopsearchError):
     """A missing or corrupt artifact; the message is one line."""
 
 
@@ -133,8 +134,8 @@ def build_artifact(
     *,
     query_texts: dict[str, str] | None = None,
     per_path: int = 5,
-    max_query_tokens: int = 12,
-    max_title_tokens: int = 32,
+    max_query_tokens: int = MAX_QUERY_TOKENS,
+    max_title_tokens: int = MAX_TITLE_TOKENS,
     seed: int = 13,
     extra: dict | None = None,
     chunk: int = 2048,
@@ -356,8 +357,8 @@ class OnlineReranker:
         return np.fromiter((self.item_store._rows[pid] for pid in ids), dtype=np.int64, count=len(ids))
 
     @classmethod
-    def load(cls, folder: Path, threads: OnnxThreads = OnnxThreads()) -> "OnlineReranker":
-        return cls(folder, threads=threads)
+    def load(cls, folder: Path, threads: OnnxThreads = OnnxThreads(), query_cache_size: int = 10_000) -> "OnlineReranker":
+        return cls(folder, query_cache_size, threads=threads)
 
     def warm_up(self) -> None:
         ids = list(self.item_row)[:100]

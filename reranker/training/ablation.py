@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from evaluation.model_rankers import OnlineRanker
+from reranker.training.rankers import OnlineRanker
 from evaluation.rankers import BM25Ranker
 from evaluation.runner import EvalResult, evaluate_rankers
 from evaluation.significance import paired_tests

@@ -68,6 +68,7 @@ class Profile:
     all_products: bool = True  # embed the whole catalog (else only products some query retrieves)
     speed_queries: int = 50  # test queries timed again for the repeated-query speed column
     k_order_ablation: bool = True  # also train BERM without k-order (ablation runs skip it)
+    embed_batch_size: int = 256  # bi-encoder texts a batch in the faiss stage (memory, not results)
     seed: int = 13
     teacher_from: str | None = None  # start the teacher from this trained teacher folder (another shop's)
 
@@ -82,7 +83,7 @@ STAGE_SETTINGS = {
     "berm": ("student_epochs", "per_path", "use_cosine", "listwise_weight", "listwise_temperature"),
 }
 # Change no artifact (a measurement, or whether an optional stage runs), so no stage digest.
-MEASUREMENT_ONLY = ("speed_queries", "k_order_ablation")
+MEASUREMENT_ONLY = ("speed_queries", "k_order_ablation", "embed_batch_size")
 
 PROFILES: dict[str, Profile] = {
     # Minutes on 2 cores: the demo and CI.
@@ -322,11 +323,12 @@ class Pipeline:
         encoder = load_bi_encoder()
         known = self._known_item_vectors()
         todo = [p for p in products if p not in known]
-        fresh = dict(zip(todo, embed(encoder, [self.titles[p] for p in todo]))) if todo else {}
+        batch = self.profile.embed_batch_size
+        fresh = dict(zip(todo, embed(encoder, [self.titles[p] for p in todo], batch))) if todo else {}
         log.info("product vectors: %d reused from other runs, %d embedded", len(products) - len(todo), len(todo))
         vectors = np.stack([known[p] if p in known else fresh[p] for p in products]) if products else np.zeros((0, 384), np.float32)
         VectorStore.build(products, vectors).save(self.root, "item_store")
-        VectorStore.build(self.train_q, embed(encoder, [self.texts[q] for q in self.train_q])).save(self.root, "query_store")
+        VectorStore.build(self.train_q, embed(encoder, [self.texts[q] for q in self.train_q], batch)).save(self.root, "query_store")
 
     def _known_item_vectors(self) -> dict[str, np.ndarray]:
         """Product vectors other runs on the same catalog data already computed: the bi-encoder is
@@ -364,7 +366,7 @@ class Pipeline:
         folds = [self._context(f"graph_fold{fold}.json", encoder) for fold in (0, 1)]
         if self.pseudo:
             texts = sorted(set(self.pseudo.values()))
-            vectors = dict(zip(texts, embed(encoder, texts, progress=False)))
+            vectors = dict(zip(texts, embed(encoder, texts, self.profile.embed_batch_size, progress=False)))
             for builder in folds:
                 builder.remember_query_vectors(vectors)
         bm25 = {q: {p: b for p, (b, _) in items.items()} for q, items in labels.items()}
@@ -476,7 +478,7 @@ class Pipeline:
 
     def _rankers(self, queries: list[str]) -> list:
         """BM25, the zero-shot bi-encoder, the deployed teacher, BERM (and its ablation) and BERM-O."""
-        from evaluation.model_rankers import BiEncoderRanker, OnlineRanker, StudentRanker
+        from reranker.training.rankers import BiEncoderRanker, OnlineRanker, StudentRanker
         from evaluation.rankers import BM25Ranker
 
         encoder = load_bi_encoder()

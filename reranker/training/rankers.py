@@ -1,4 +1,5 @@
-"""The models of `reranker/` behind the evaluation's Ranker interface (query, candidates, BM25 -> scores).
+"""The models of `reranker/` behind the evaluation's Ranker interface (query, candidates, BM25 -> scores),
+beside the pipeline that evaluates them (so evaluation/ never imports the reranker).
 
 The small models run on one torch thread, as one serving worker would; the teacher keeps torch's
 default (every core), which only flatters it in the speed ratios.

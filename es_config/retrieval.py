@@ -1,0 +1,81 @@
+"""The first stage: the BM25 query (es_config/query.py) run against Elasticsearch, for one query or
+a batch (`msearch`), answering typed candidates (common/results.py) in BM25 order.
+
+The CLI's `rerank`, the page, the evaluation and the pipeline retrieve through here. Errors of the
+cluster itself (down, index missing) are the elasticsearch client's, for the caller to phrase; an
+answer that reports a failed search inside a batch raises RetrievalError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from elasticsearch import Elasticsearch
+
+from common.errors import ShopsearchError
+from common.results import Candidate
+from es_config.query import bm25_query
+
+
+class RetrievalError(ShopsearchError, RuntimeError):
+    """Elasticsearch answered a batch with a failed search for one query."""
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    candidates: list[Candidate]  # BM25 order, ranks from 1
+    total: int  # hits counted (up to `track_total_hits`)
+    total_is_lower_bound: bool  # True: there are more than `total`
+
+
+def candidates_of(hits: Sequence[Mapping]) -> list[Candidate]:
+    """Elasticsearch hits, in their order, as candidates (title where `_source` carries it)."""
+    return [Candidate(hit["_id"], float(hit["_score"]), rank, title=(hit.get("_source") or {}).get("title", ""))
+            for rank, hit in enumerate(hits, start=1)]
+
+
+def _body(text: str, size: int, product_ids: Sequence[str] | None, titles: bool) -> dict:
+    return {"query": bm25_query(text, None if product_ids is None else list(product_ids)), "size": size,
+            "_source": ["title"] if titles else False}
+
+
+def search(es: Elasticsearch, alias: str, text: str, size: int, *, titles: bool = True,
+           product_ids: Sequence[str] | None = None, timeout_s: float | None = None,
+           track_total_hits: int | bool | None = None) -> Retrieved:
+    """BM25 top-`size` for one query; with `timeout_s` the request fails fast (no retries)."""
+    client = es if timeout_s is None else es.options(request_timeout=timeout_s, max_retries=0)
+    extra: dict = {}
+    if timeout_s is not None:
+        extra["timeout"] = f"{max(1, int(1000 * timeout_s))}ms"  # the shards' own budget too
+    if track_total_hits is not None:
+        extra["track_total_hits"] = track_total_hits
+    answer = client.search(index=alias, **_body(text, size, product_ids, titles), **extra)
+    total = answer["hits"]["total"]
+    return Retrieved(candidates_of(answer["hits"]["hits"]), int(total["value"]), total.get("relation") == "gte")
+
+
+def msearch(es: Elasticsearch, alias: str, queries: Mapping[str, str], size: int | Mapping[str, int], *,
+            product_ids: Mapping[str, Sequence[str]] | None = None, titles: bool = False, batch: int = 50,
+            progress: Callable[[int], None] | None = None) -> dict[str, list[Candidate]]:
+    """BM25 candidates per query id (id -> text), `batch` queries a request; `size` per query or one
+    for all; with `product_ids`, only those products of each query are scored."""
+    bodies = []
+    for query_id, text in queries.items():
+        ids = None if product_ids is None else product_ids[query_id]
+        n = size[query_id] if isinstance(size, Mapping) else size
+        bodies.append((query_id, _body(text, n, ids, titles)))
+    results: dict[str, list[Candidate]] = {}
+    for start in range(0, len(bodies), batch):
+        chunk = bodies[start : start + batch]
+        searches: list[dict] = []
+        for _, body in chunk:
+            searches += [{"index": alias}, body]
+        response = es.msearch(searches=searches)
+        for (query_id, _), answer in zip(chunk, response["responses"]):
+            if "error" in answer:
+                raise RetrievalError(f"search failed for query {query_id!r}: {answer['error']}")
+            results[query_id] = candidates_of(answer["hits"]["hits"])
+        if progress is not None:
+            progress(len(chunk))
+    return results
