@@ -6,13 +6,13 @@ into a stamp beside the zip), and reinstalled only when the installed copy came 
 
 from __future__ import annotations
 
-from common.errors import ShopsearchError
-
 import hashlib
 import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from common.errors import ShopsearchError
 
 PLUGIN_NAME = "shopsearch-rerank"
 STAMP = ".inputs-sha256"
