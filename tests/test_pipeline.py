@@ -77,3 +77,41 @@ def test_evaluation_has_every_row_and_the_teacher_beats_the_zero_shot_reference(
     for name, row in rows.items():
         assert row["ms_per_100"] > 0, name
         assert set(result["significance_p_values"][name]) <= {f"vs {r}" for r in rows}
+
+
+def test_distillation_set_holds_the_bm25_top_100_and_title_pseudo_queries(run):
+    from reranker.training.labeling import LabeledPairs
+    from reranker.training.pseudo_queries import PREFIX
+
+    labels = LabeledPairs.load(run.root / "train_labels.npz").by_query()
+    top = run.bm25_top()
+    for q in run.train_q[:20]:
+        assert set(list(top[q])[: run.profile.label_k]) <= set(labels[q])  # ranks 51-100 are labeled too
+    pseudo = json.loads((run.root / "pseudo_queries.json").read_text())
+    assert len(pseudo) > run.profile.pseudo_queries // 2
+    assert all(q.startswith(PREFIX) and q in labels for q in pseudo)
+    assert not set(pseudo) & (set(run.split.dev) | set(run.split.test))
+
+
+def test_the_dev_check_judges_every_model_against_bm25_and_the_bi_encoder(run):
+    check = manifest(run, "serving")["dev_check"]
+    assert check == json.loads((run.root / "dev_check.json").read_text())
+    assert set(check["models"]) >= {"BERM", "BERM-O (ONNX)"} and not {"BM25 (Elasticsearch)"} & set(check["models"])
+    for name, row in check["models"].items():
+        assert set(row["vs"]) == {"BM25 (Elasticsearch)", "bi-encoder cosine (zero-shot)"}, name
+        for ref, comparison in row["vs"].items():
+            expected = row["ndcg@10"] - check["references"][ref]
+            assert comparison["delta"] == pytest.approx(expected, abs=1e-9)
+            assert comparison["verdict"] in ("better", "not significantly better", "worse")
+
+
+def test_the_served_student_beats_the_zero_shot_bi_encoder_and_keeps_level_with_bm25(run):
+    # Measured on the quick profile (closing note of issue 10): BERM-O 0.3755, BM25 0.3778,
+    # bi-encoder 0.3271 end-to-end NDCG@10. The quick teacher (75 steps) chooses a BM25 mix of 0.8
+    # on dev and is itself not significantly above BM25, so the student cannot be either; these
+    # margins hold with seed noise and fail a student that stops learning from the teacher.
+    result = json.loads((run.root / "eval.json").read_text())
+    rows = {row["name"]: row["end_to_end"]["ndcg@10"] for row in result["rows"]}
+    student = rows["BERM-O (ONNX)"]
+    assert student > rows["bi-encoder cosine (zero-shot)"] + 0.02
+    assert student > rows["BM25 (Elasticsearch)"] - 0.02
