@@ -77,3 +77,12 @@ def test_evaluation_has_every_row_and_the_teacher_beats_the_zero_shot_reference(
     for name, row in rows.items():
         assert row["ms_per_100"] > 0, name
         assert set(result["significance_p_values"][name]) <= {f"vs {r}" for r in rows}
+
+
+def test_report_builds_from_the_run_and_shows_the_json_figures(run, tmp_path):
+    from evaluation.html_report import build_report
+    from tests.report_html import assert_report_matches
+
+    path = run.root / "report.html"
+    assert build_report(run.root) == path
+    assert_report_matches(path.read_text(), json.loads((run.root / "eval.json").read_text()))
