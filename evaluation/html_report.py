@@ -314,3 +314,11 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     tmp.write_text(render_report(data, run_dir))
     tmp.replace(out)  # a page serving the old report never reads half a file
     return out
+
+
+def current_report(run_dir: Path) -> Path:
+    """`run_dir/report.html`, built first when missing or older than the run's eval.json."""
+    path = Path(run_dir) / "report.html"
+    if not path.exists() or path.stat().st_mtime < (Path(run_dir) / "eval.json").stat().st_mtime:
+        build_report(run_dir, path)
+    return path

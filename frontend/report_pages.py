@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment
 
 from evaluation.comparison import TIE_EPS
-from evaluation.html_report import BASELINE, ReportError, build_report, load_eval, query_changes, resolve_run, served_name
+from evaluation.html_report import BASELINE, ReportError, current_report, load_eval, query_changes, resolve_run, served_name
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,8 @@ def report_router(pipeline_dir: Path, env: Environment) -> APIRouter:
     def report() -> HTMLResponse:
         try:
             run = resolve_run(None, pipeline_dir)
-            path = run / "report.html"
             with lock:
-                if not path.exists() or path.stat().st_mtime < (run / "eval.json").stat().st_mtime:
-                    build_report(run)
+                path = current_report(run)
             return HTMLResponse(path.read_text())
         except ReportError as err:
             return missing(err)

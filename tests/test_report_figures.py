@@ -133,3 +133,19 @@ def test_missing_runs_and_old_eval_files_are_one_line_errors(tmp_path) -> None:
     assert resolve_run(None, tmp_path) == tmp_path / "old" == resolve_run("old", tmp_path)
     with pytest.raises(ReportError, match="has no per-query values"):
         build_report(tmp_path / "old")
+
+
+def test_report_command_prints_one_line_with_the_path(tmp_path) -> None:
+    from tests.test_cli import assert_one_line_error, shopsearch
+
+    env = {"SHOPSEARCH_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    done = shopsearch("report", env=env)
+    assert_one_line_error(done, f"no evaluated pipeline run under {tmp_path / 'artifacts' / 'pipeline'}; "
+                                "run `shopsearch pipeline --profile quick` first")
+    run = write_run(tmp_path / "artifacts" / "pipeline" / "page-shop-quick", tiny_eval())
+    done = shopsearch("report", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"report: {run / 'report.html'}"]
+    done = shopsearch("report", "page-shop-quick", "--out", str(tmp_path / "r.html"), env=env)
+    assert done.stdout.splitlines() == [f"report: {tmp_path / 'r.html'}"]
+    assert_report_matches((tmp_path / "r.html").read_text(), tiny_eval())
