@@ -20,17 +20,17 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment
 
 from evaluation.comparison import TIE_EPS
-from evaluation.html_report import BASELINE, ReportError, current_report, load_eval, query_changes, resolve_run, served_name
 
 log = logging.getLogger(__name__)
 
 
 def report_router(pipeline_dir: Path, env: Environment) -> APIRouter:
+    # the report module draws with matplotlib: imported by the first request, not at the page's start
     router = APIRouter()
     template = env.get_template("compare.html")
     lock = threading.Lock()  # one build at a time; the others wait and serve its file
 
-    def missing(error: ReportError) -> HTMLResponse:
+    def missing(error: Exception) -> HTMLResponse:
         return HTMLResponse(template.render(error=str(error), rows=[], counts=None), status_code=404)
 
     @router.get("/favicon.ico", include_in_schema=False)
@@ -39,6 +39,8 @@ def report_router(pipeline_dir: Path, env: Environment) -> APIRouter:
 
     @router.get("/report", response_class=HTMLResponse)
     def report() -> HTMLResponse:
+        from evaluation.html_report import ReportError, current_report, resolve_run
+
         try:
             run = resolve_run(None, pipeline_dir)
             with lock:
@@ -49,6 +51,8 @@ def report_router(pipeline_dir: Path, env: Environment) -> APIRouter:
 
     @router.get("/compare", response_class=HTMLResponse)
     def compare(request: Request) -> HTMLResponse:
+        from evaluation.html_report import BASELINE, ReportError, load_eval, query_changes, resolve_run, served_name
+
         params = request.query_params
         try:
             run = resolve_run(None, pipeline_dir)
