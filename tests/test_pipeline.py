@@ -79,7 +79,7 @@ def test_evaluation_has_every_row_and_the_teacher_beats_the_zero_shot_reference(
         assert set(result["significance_p_values"][name]) <= {f"vs {r}" for r in rows}
 
 
-def test_report_builds_from_the_run_and_shows_the_json_figures(run, tmp_path):
+def test_report_builds_from_the_run_and_shows_the_json_figures(run):
     from evaluation.html_report import build_report
     from tests.report_html import assert_report_matches
 
