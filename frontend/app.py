@@ -4,6 +4,7 @@
     GET /api/search?q=...&page=...    the same search as JSON (the load test and the bench use it);
                                       rerank=0: BM25 only; text=0|1: send titles or not
     GET /healthz                      200 while the page runs, with Elasticsearch's and the reranker's state
+    GET /report, /compare             the latest pipeline run's evaluation (frontend/report_pages.py)
 
 A bad query or page is a 400 with one line; Elasticsearch down is a 503 with one line; a bug is a
 500 with one line (its traceback goes to the log). No stack trace reaches the user.
@@ -19,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from frontend.report_pages import report_router
 from frontend.search import BadRequest, SearchService, SearchUnavailable, check_query, parse_page, pick_examples
 
 log = logging.getLogger(__name__)
@@ -75,13 +77,19 @@ class Examples:
         self._stop.set()
 
 
-def create_app(service: SearchService, examples: Examples | None = None) -> FastAPI:
+def create_app(service: SearchService, examples: Examples | None = None, pipeline_dir: Path | None = None) -> FastAPI:
+    """`pipeline_dir`: where the pipeline runs are, for /report and /compare (default: the settings')."""
     app = FastAPI(title="shopsearch demo", docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.globals.update(grade_class=grade_class, path_words=PATH_WORDS)
     page_template = env.get_template("page.html")
     examples = examples or Examples()
     app.state.service, app.state.examples = service, examples
+    if pipeline_dir is None:
+        from searchstack.settings import Settings
+
+        pipeline_dir = Settings().artifacts_dir / "pipeline"
+    app.include_router(report_router(pipeline_dir, env))
 
     def render(status: int, **context) -> HTMLResponse:
         context = {"query": "", "result": None, "error": None, "examples": examples.queries, **context}

@@ -277,6 +277,24 @@ def ablation(
     console.print(f"wrote {out}")
 
 
+@app.command()
+@one_line_errors
+def report(
+    run: Annotated[Optional[str], typer.Argument(help="Run folder or name, e.g. home-depot-quick (default: the newest evaluated run).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the HTML (default: RUN/report.html).")] = None,
+) -> None:
+    """Write a pipeline run's evaluation as one self-contained HTML file with charts (the page serves it at /report)."""
+    from evaluation.html_report import ReportError, build_report, resolve_run
+
+    settings = load_settings()
+    try:
+        path = build_report(resolve_run(run, settings.artifacts_dir / "pipeline"), out)
+    except ReportError as err:
+        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)
+
+
 # -- the reranker service ----------------------------------------------------------------------------
 def _request_log_to_stdout() -> None:
     """One JSON line per request on stdout; everything else stays on stderr."""

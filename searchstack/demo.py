@@ -163,6 +163,20 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                   f"(pid {started.pid}; log {stack.log_file(WEB)})")
     console.print(f"\n[bold]Open {settings.web_url}[/bold] and search. "
                   "Stop everything with `.venv/bin/shopsearch stop`.", highlight=False)
+    console.print(evaluation_note(settings), highlight=False, soft_wrap=True)
+
+
+def evaluation_note(settings: Settings) -> str:
+    """The closing line about the comparison: the report's file and its pages, or how to get one."""
+    from evaluation.html_report import ReportError, current_report, resolve_run
+
+    try:
+        report = current_report(resolve_run(None, settings.artifacts_dir / "pipeline"))
+    except ReportError as err:
+        return (f"BM25 against the reranker, with charts: not evaluated yet ({err}). "
+                f"Then {settings.web_url}/report and /compare show it.")
+    return (f"BM25 against the reranker, with charts: {settings.web_url}/report (also the file {report}); "
+            f"query by query, losses one click away: {settings.web_url}/compare")
 
 
 def replica_argv(settings: Settings, artifact: Path, index: int) -> list[str]:

@@ -115,3 +115,12 @@ def test_the_served_student_beats_the_zero_shot_bi_encoder_and_keeps_level_with_
     student = rows["BERM-O (ONNX)"]
     assert student > rows["bi-encoder cosine (zero-shot)"] + 0.02
     assert student > rows["BM25 (Elasticsearch)"] - 0.02
+
+
+def test_report_builds_from_the_run_and_shows_the_json_figures(run):
+    from evaluation.html_report import build_report
+    from tests.report_html import assert_report_matches
+
+    path = run.root / "report.html"
+    assert build_report(run.root) == path
+    assert_report_matches(path.read_text(), json.loads((run.root / "eval.json").read_text()))

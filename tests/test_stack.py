@@ -77,6 +77,9 @@ def test_demo_brings_up_the_stack_reuses_it_and_stop_ends_it(tmp_path: Path, es,
         done = shopsearch("demo", "-f", "generic", "--path", str(catalog), "--no-train", env=env)
         assert done.returncode == 0, done.stderr
         assert f"Open http://127.0.0.1:{web_port} and search." in done.stdout
+        # the closing line points at the comparison (no evaluated run here: it says how to get one)
+        assert f"http://127.0.0.1:{web_port}/report and /compare show it." in done.stdout
+        assert "not evaluated yet" in done.stdout
         assert "reranker started on" in done.stdout and "page started" in done.stdout
         assert (tmp_path / "artifacts" / "serving").resolve() == artifact.resolve()
         done = shopsearch("ping", "web", env=env)

@@ -517,6 +517,7 @@ class Pipeline:
 
     def evaluate(self) -> None:
         """Every model on the test queries, both settings, one table, significance, timings, JSON."""
+        from evaluation.per_query import per_query_scores
         from evaluation.rankers import BM25Ranker
         from evaluation.report import print_significance, print_speed, print_table, write_json
         from evaluation.runner import evaluate_rankers
@@ -540,7 +541,8 @@ class Pipeline:
                  "dev_spearman_with_teacher": {name: model_manifest(self.root / name).get("dev_spearman_with_teacher")
                                                for name in ("berm", "berm_no_k_order", "berm_o")},
                  "dev_check": json.loads((self.root / "dev_check.json").read_text())
-                 if (self.root / "dev_check.json").exists() else None}
+                 if (self.root / "dev_check.json").exists() else None,
+                 "per_query": per_query_scores(result, self.texts)}  # for the report's intervals and wins
         write_json(result, self.root / "eval.json", extra)
         log.info("wrote %s", self.root / "eval.json")
 
