@@ -502,7 +502,9 @@ class Pipeline:
         from evaluation.significance import paired_tests
         from reranker.training.verdicts import REFERENCES, dev_verdicts
 
-        rankers = self._rankers(self.dev_q)
+        # the teacher's dev figures are teacher_mix's (it chose the deployed mix there); scoring dev
+        # with it again would be most of this stage's time
+        rankers = [ranker for ranker in self._rankers(self.dev_q) if not isinstance(ranker, Teacher)]
         result = evaluate_rankers(self.es, self.alias, self.catalog, self.dev_q, rankers, side="dev",
                                   split_id=self.split.split_id, depth=self.profile.bm25_depth)
         tests = paired_tests(result, list(REFERENCES))
