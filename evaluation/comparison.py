@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import ShopsearchError
+
 TIE_EPS = 1e-9  # per-query values within this are a tie (the same ranking gives the same value)
 SIGNIFICANCE = 0.05
 
 
-class ComparisonError(ValueError):
+class ComparisonError(ShopsearchError, ValueError):
     """Per-query values that cannot be compared (no queries, or different query sets)."""
 
 

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import ShopsearchError
 from evaluation import charts
 from evaluation.charts import Interval
 from evaluation.comparison import bootstrap_ci, differences, verdict, win_tie_loss
@@ -33,7 +34,7 @@ BOOTSTRAP_SEED = 0
 BOOTSTRAP_RESAMPLES = 2000
 
 
-class ReportError(ValueError):
+class ReportError(ShopsearchError, ValueError):
     """A run the report cannot be built from; the message is one line."""
 
 

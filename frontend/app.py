@@ -78,18 +78,15 @@ class Examples:
 
 
 def create_app(service: SearchService, examples: Examples | None = None, pipeline_dir: Path | None = None) -> FastAPI:
-    """`pipeline_dir`: where the pipeline runs are, for /report and /compare (default: the settings')."""
+    """`pipeline_dir`: where the pipeline runs are, for /report and /compare (None: no such pages)."""
     app = FastAPI(title="shopsearch demo", docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.globals.update(grade_class=grade_class, path_words=PATH_WORDS)
     page_template = env.get_template("page.html")
     examples = examples or Examples()
     app.state.service, app.state.examples = service, examples
-    if pipeline_dir is None:
-        from searchstack.settings import Settings
-
-        pipeline_dir = Settings().artifacts_dir / "pipeline"
-    app.include_router(report_router(pipeline_dir, env))
+    if pipeline_dir is not None:
+        app.include_router(report_router(pipeline_dir, env))
 
     def render(status: int, **context) -> HTMLResponse:
         context = {"query": "", "result": None, "error": None, "examples": examples.queries, **context}

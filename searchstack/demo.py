@@ -245,7 +245,7 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
     service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
                             es_url=settings.resolved_es_url)
     examples = Examples(service, pool, settings.web_examples).start()
-    app = create_app(service, examples)
+    app = create_app(service, examples, pipeline_dir=settings.artifacts_dir / "pipeline")
     err_console.print(f"search page on {settings.web_url} (Elasticsearch {settings.resolved_es_url}, "
                       f"reranker {settings.resolved_rerank_target})", highlight=False)
     try:
