@@ -16,7 +16,7 @@ from reranker.training.errors import PipelineError
 from searchstack import app as stackapp
 from searchstack.app import Format
 from searchstack.edge import EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, read_catalog
-from searchstack.settings import Settings, load_settings
+from searchstack.settings import load_settings
 
 __all__ = ["EXPECTED_ERRORS", "Format", "app", "current_split", "one_line_errors", "read_catalog"]
 
