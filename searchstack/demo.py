@@ -56,7 +56,7 @@ def dev_summary(artifact: Path) -> str:
     return line if check["served_is_better"] else line + " - NOT better than both references on dev"
 
 
-def test_summary(run_root: Path) -> str | None:
+def eval_summary(run_root: Path) -> str | None:
     """One line: the served model against BM25 on the run's test queries (paired t-test)."""
     path = run_root / "eval.json"
     if not path.exists():
@@ -85,7 +85,7 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
     run.run()  # through the dev check and the test evaluation, so the demo can say how it does
     console.print("trained in " + ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items()))
-    summary = test_summary(run.root)
+    summary = eval_summary(run.root)
     if summary:
         console.print(summary, highlight=False)
     return run.root / "serving"
