@@ -80,7 +80,7 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     if profile not in PROFILES:
         raise StackError(f"unknown demo profile {profile!r}; choose {' or '.join(PROFILES)}")
     console.print(f"no trained reranker for {catalog.name} yet: training the {profile!r} profile "
-                  f"(teacher, labels, graph, FAISS, BERM, BERM-O, checks; 30-40 minutes on 2 cores for 'quick')")
+                  f"(teacher, labels, graph, FAISS, BERM, BERM-O, checks; about 15 minutes on 2 cores for 'quick')")
     logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
     run.run()  # through the dev check and the test evaluation, so the demo can say how it does

@@ -1,6 +1,6 @@
 """The whole distillation pipeline, small but real: Home Depot, quick profile, a real node.
 
-One run (module fixture, ~35 minutes on 2 cores): teacher fine-tune, labeling, graph, FAISS, BERM,
+One run (module fixture, ~15 minutes on 2 cores): teacher fine-tune, labeling, graph, FAISS, BERM,
 its ablation, BERM-O, ONNX export and evaluation. The tests check that learning happened and that
 the artifacts keep the data rules, not particular figures.
 """
