@@ -56,6 +56,24 @@ def indexing(
         console.print(f"wrote {json_path}")
 
 
+def _workload_and_artifact(artifact: Optional[Path], synthetic: bool, products: int, queries: int, candidates: int):
+    """The rerank benches' workload (Home Depot when its data is there) and the artifact to serve
+    (a tiny one built over the workload, once, unless one is given)."""
+    from bench.rerank import home_depot_workload, synthetic_workload, tiny_artifact
+
+    settings = load_settings()
+    if not synthetic and settings.home_depot_path.exists():
+        with console.status(f"reading {settings.home_depot_path}"):
+            workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
+    else:
+        workload = synthetic_workload(products, queries, candidates)
+    if artifact is None:
+        folder = settings.artifacts_dir / "bench" / f"tiny-berm-o-{'synthetic' if workload.source.startswith('synthetic') else 'home-depot'}-{products}"
+        with console.status(f"building a tiny BERM-O artifact in {folder} (once)"):
+            artifact = tiny_artifact(workload, folder)
+    return workload, artifact
+
+
 @app.command()
 @one_line_errors
 def rerank(
@@ -69,18 +87,9 @@ def rerank(
     synthetic: Annotated[bool, typer.Option(help="Use a made-up catalog even when the Home Depot data is there.")] = False,
 ) -> None:
     """gRPC rerank latency (p50/p95/p99) of BERM-O, the teacher and a do-nothing floor, 1 and 8 clients."""
-    from bench.rerank import as_dict, bench_rerank, home_depot_workload, synthetic_workload, tiny_artifact
+    from bench.rerank import as_dict, bench_rerank
 
-    settings = load_settings()
-    if not synthetic and settings.home_depot_path.exists():
-        with console.status(f"reading {settings.home_depot_path}"):
-            workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
-    else:
-        workload = synthetic_workload(products, queries, candidates)
-    if artifact is None:
-        folder = settings.artifacts_dir / "bench" / f"tiny-berm-o-{'synthetic' if workload.source.startswith('synthetic') else 'home-depot'}-{products}"
-        with console.status(f"building a tiny BERM-O artifact in {folder} (once)"):
-            artifact = tiny_artifact(workload, folder)
+    workload, artifact = _workload_and_artifact(artifact, synthetic, products, queries, candidates)
     result = bench_rerank(workload, artifact, requests, teacher_requests, progress=lambda m: console.log(m))
     table = Table(title=f"gRPC Rerank, {result.candidates} candidates a request ({workload.source}, "
                         f"{result.machine['cpus']} CPUs); milliseconds", title_justify="left")
@@ -123,19 +132,9 @@ def scale(
 ) -> None:
     """BERM-O throughput and latency for 1 and 2 replicas x 1 and 8 clients in one run, as ratios
     (Python client with gRPC round robin; ghz too when installed)."""
-    from bench.rerank import home_depot_workload, synthetic_workload, tiny_artifact
     from bench.scale import as_dict, bench_scale, print_scale
 
-    settings = load_settings()
-    if not synthetic and settings.home_depot_path.exists():
-        with console.status(f"reading {settings.home_depot_path}"):
-            workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
-    else:
-        workload = synthetic_workload(products, queries, candidates)
-    if artifact is None:
-        folder = settings.artifacts_dir / "bench" / f"tiny-berm-o-{'synthetic' if workload.source.startswith('synthetic') else 'home-depot'}-{products}"
-        with console.status(f"building a tiny BERM-O artifact in {folder} (once)"):
-            artifact = tiny_artifact(workload, folder)
+    workload, artifact = _workload_and_artifact(artifact, synthetic, products, queries, candidates)
     result = bench_scale(workload, artifact, requests, ghz_seconds, progress=lambda m: console.log(m))
     print_scale(result, console)
     if json_path:
