@@ -199,9 +199,7 @@ def _pipeline_factory(profile: str, fmt: Format, path: Path | None, es_url: str 
     def make(overrides: dict[str, str]) -> Pipeline:
         chosen = with_overrides(PROFILES[profile], overrides)
         return Pipeline(catalog, query_split, es, settings.index_alias, chosen, settings.artifacts_dir / "pipeline",
-                        name=run_name(PROFILES[profile], {k: v for k, v in overrides.items() if k != "teacher_from"}
-                                      | ({"teacher_from": Path(overrides["teacher_from"]).parent.name}
-                                         if "teacher_from" in overrides else {})))
+                        name=run_name(PROFILES[profile], overrides))
 
     return make
 
@@ -212,10 +210,11 @@ def _print_dev_check(root: Path) -> None:
     path = root / "dev_check.json"
     if not path.exists():
         return
+    from reranker.training.verdicts import model_line
+
     check = json.loads(path.read_text())
     for name, row in check["models"].items():
-        parts = [f"{r['delta']:+.4f} vs {ref.split(' (')[0]} ({r['verdict']}, p = {r['p']:.2g})" for ref, r in row["vs"].items()]
-        console.print(f"dev NDCG@10 {name}: {row['ndcg@10']:.4f}; " + "; ".join(parts), highlight=False)
+        console.print(model_line(name, row), highlight=False)
     if not check["served_is_better"]:
         console.print(f"[yellow]warning:[/yellow] the served model ({check['served']}) does not beat both BM25 "
                       "and the zero-shot bi-encoder on dev", highlight=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from reranker.training.verdicts import model_line, verdict
 from searchstack import app
 from searchstack.settings import Settings
 from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
@@ -51,8 +52,9 @@ def dev_summary(artifact: Path) -> str:
     if not check:
         return "served model: no dev check recorded for this artifact"
     row = check["models"].get(check["served"], {})
-    parts = [f"{r['delta']:+.4f} vs {ref.split(' (')[0]} ({r['verdict']})" for ref, r in row.get("vs", {}).items()]
-    line = f"served model: {check['served']}, dev NDCG@10 {row.get('ndcg@10', float('nan')):.4f}, " + ", ".join(parts)
+    if not row:
+        return f"served model: {check['served']}, not in its dev check"
+    line = "served model: " + model_line(check["served"], row)
     return line if check["served_is_better"] else line + " - NOT better than both references on dev"
 
 
@@ -68,9 +70,8 @@ def eval_summary(run_root: Path) -> str | None:
         return None
     p = data["significance_p_values"]["BERM-O (ONNX)"]["vs BM25 (Elasticsearch)"]["e2e ndcg@10"]
     delta = model["end_to_end"]["ndcg@10"] - bm25["end_to_end"]["ndcg@10"]
-    verdict = "significantly above" if delta > 0 and p < 0.05 else ("above, not significantly," if delta > 0 else "not above")
     return (f"test queries ({data['evaluable_queries']}): BERM-O NDCG@10 {model['end_to_end']['ndcg@10']:.4f} vs "
-            f"BM25 {bm25['end_to_end']['ndcg@10']:.4f} ({delta:+.4f}, p = {p:.2g}): {verdict} BM25")
+            f"BM25 {bm25['end_to_end']['ndcg@10']:.4f} ({delta:+.4f}, p = {p:.2g}): {verdict(delta, p)} than BM25")
 
 
 def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:

@@ -132,8 +132,10 @@ def with_overrides(profile: Profile, overrides: dict[str, str]) -> Profile:
 
 
 def run_name(profile: Profile, overrides: dict[str, str]) -> str:
-    """The run's folder name: the profile's, plus its overrides (`quick+use_cosine=False`)."""
-    return "+".join([profile.name, *(f"{k}={v}" for k, v in sorted(overrides.items()))])
+    """The run's folder name: the profile's, plus its overrides (`quick+use_cosine=False`); a
+    teacher to start from is named by its run folder (`small-shop+teacher_from=home-depot-quick`)."""
+    shown = {k: Path(v).parent.name if k == "teacher_from" else v for k, v in overrides.items()}
+    return "+".join([profile.name, *(f"{k}={v}" for k, v in sorted(shown.items()))])
 
 
 def model_manifest(folder: Path) -> dict:

@@ -46,3 +46,9 @@ def dev_verdicts(ndcg: dict[str, float], tests: dict[str, dict[str, dict[str, fl
             "references": {ref: ndcg.get(ref) for ref in REFERENCES}, "models": models, "warnings": warnings,
             "served": SERVED,
             "served_is_better": bool(served) and all(r["verdict"] == "better" for r in served.values())}
+
+
+def model_line(name: str, row: dict) -> str:
+    """One line for a model of a dev check: its NDCG@10 and each comparison with its verdict and p."""
+    parts = [f"{r['delta']:+.4f} vs {ref.split(' (')[0]} ({r['verdict']}, p = {r['p']:.2g})" for ref, r in row["vs"].items()]
+    return f"{name}: dev NDCG@10 {row['ndcg@10']:.4f}; " + "; ".join(parts)
