@@ -19,10 +19,19 @@ def test_overrides_are_parsed_as_their_field_types() -> None:
     assert PROFILES["quick"].use_cosine is True  # the registered profile is untouched
 
 
+def test_teacher_overrides_set_the_teachers_training_config() -> None:
+    profile = with_overrides(PROFILES["quick"], {"teacher.epochs": "3", "teacher.lr": "5e-5"})
+    assert profile.teacher.epochs == 3 and profile.teacher.lr == 5e-5
+    assert profile.teacher.max_queries == PROFILES["quick"].teacher.max_queries  # the rest is the profile's
+    assert PROFILES["quick"].teacher.epochs == 1
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"no_such_setting": "1"}, "unknown pipeline setting 'no_such_setting'"),
     ({"label_k": "many"}, "label_k='many'"),
     ({"use_cosine": "maybe"}, "use_cosine='maybe'"),
+    ({"teacher.epochs": "two"}, "teacher.epochs='two'"),
+    ({"teacher.no_such": "1"}, "unknown pipeline setting 'teacher.no_such'"),
 ])
 def test_bad_overrides_fail_with_one_clear_reason(overrides, message) -> None:
     with pytest.raises(PipelineError, match=message):

@@ -105,29 +105,42 @@ STAGES = ("bm25", "teacher", "teacher_mix", "labels", "graph", "faiss", "berm", 
           "dev_check", "evaluate")
 
 
+def _parse(kind: str, key: str, raw: str) -> object:
+    """One KEY=VALUE setting parsed as its dataclass field's type (`kind`, the annotation's text)."""
+    try:
+        if "bool" in kind:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if "tuple" in kind:
+            return tuple(float(x) for x in raw.split(","))
+        if raw.lower() == "none" and "None" in kind:
+            return None
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise PipelineError(f"setting {key}={raw!r}: expected {kind}") from None
+
+
 def with_overrides(profile: Profile, overrides: dict[str, str]) -> Profile:
-    """The profile with KEY=VALUE settings replaced, each parsed as its field's type."""
-    kinds = {f.name: f.type for f in dataclasses.fields(Profile) if f.name not in ("name", "teacher")}
-    values = {}
+    """The profile with KEY=VALUE settings replaced, each parsed as its field's type; `teacher.KEY`
+    sets a field of the teacher's training config (e.g. `teacher.epochs=3`)."""
+    kinds = {f.name: str(f.type) for f in dataclasses.fields(Profile) if f.name not in ("name", "teacher")}
+    teacher_kinds = {f"teacher.{f.name}": str(f.type) for f in dataclasses.fields(TeacherTrainConfig)}
+    values, teacher_values = {}, {}
     for key, raw in overrides.items():
-        if key not in kinds:
-            raise PipelineError(f"unknown pipeline setting {key!r}; settings: {', '.join(sorted(kinds))}")
-        kind = str(kinds[key])
-        try:
-            if "bool" in kind:
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                values[key] = raw.lower() in ("true", "1")
-            elif "tuple" in kind:
-                values[key] = tuple(float(x) for x in raw.split(","))
-            elif "int" in kind and raw.lower() != "none":
-                values[key] = int(raw)
-            elif "float" in kind:
-                values[key] = float(raw)
-            else:
-                values[key] = None if raw.lower() == "none" else raw
-        except ValueError:
-            raise PipelineError(f"setting {key}={raw!r}: expected {kind}") from None
+        if key in kinds:
+            values[key] = _parse(kinds[key], key, raw)
+        elif key in teacher_kinds:
+            teacher_values[key.removeprefix("teacher.")] = _parse(teacher_kinds[key], key, raw)
+        else:
+            raise PipelineError(f"unknown pipeline setting {key!r}; settings: {', '.join(sorted(kinds))}, "
+                                f"and the teacher's: {', '.join(sorted(teacher_kinds))}")
+    if teacher_values:
+        values["teacher"] = dataclasses.replace(profile.teacher, **teacher_values)
     return dataclasses.replace(profile, **values)
 
 
