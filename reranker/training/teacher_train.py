@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 class TeacherTrainConfig:
     epochs: int = 1
     lr: float = 3e-5
+    # The one-logit head is new (random) on the bi-encoder checkpoint; at the encoder's rate it barely
+    # moves in the few hundred steps a small shop's labels give, so it may learn at its own rate.
+    head_lr: float | None = None  # None: the same as lr
     warmup_fraction: float = 0.06
     groups_per_step: int = 4
     max_judged: int = 4  # judged products per group (the most and least relevant kept first)
@@ -115,7 +118,10 @@ def train_teacher(
         random.Random(config.seed + epoch).shuffle(perm)
         order += perm
     steps = [order[i : i + config.groups_per_step] for i in range(0, len(order), config.groups_per_step)]
-    optimizer = torch.optim.AdamW(teacher.model.parameters(), lr=config.lr, weight_decay=0.01)
+    head = [p for n, p in teacher.model.named_parameters() if n.startswith("classifier.")]
+    body = [p for n, p in teacher.model.named_parameters() if not n.startswith("classifier.")]
+    optimizer = torch.optim.AdamW([{"params": body, "lr": config.lr},
+                                   {"params": head, "lr": config.head_lr or config.lr}], weight_decay=0.01)
     warmup = max(1, int(config.warmup_fraction * len(steps)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(steps) - s) / max(1, len(steps) - warmup)))
