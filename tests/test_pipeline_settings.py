@@ -73,3 +73,30 @@ def test_dev_check_without_p_values_is_not_called_better() -> None:
     assert math.isnan(check["models"][SERVED]["vs"][BM25]["p"])
     assert check["models"][SERVED]["vs"][BM25]["verdict"] == "not significantly better"
     assert check["served_is_better"] is False
+
+
+def _catalog_with_queries(n: int):
+    from indexer.records import Catalog, Judgment, Product, Query
+
+    catalog = Catalog(name="many-queries")
+    catalog.products = {"p": Product("p", "a product")}
+    catalog.queries = {f"q{i}": Query(f"q{i}", f"query {i}") for i in range(n)}
+    catalog.judgments = [Judgment(f"q{i}", "p", 1.0) for i in range(n)]
+    return catalog
+
+
+@pytest.mark.parametrize("teacher_queries, expected", [(None, 40), (20, 40), (60, 60)])
+def test_the_teacher_learns_from_the_students_queries_and_more_when_asked(tmp_path, teacher_queries, expected) -> None:
+    import dataclasses
+
+    from indexer.splits import QuerySplit
+    from reranker.training.pipeline import Pipeline
+
+    catalog = _catalog_with_queries(120)
+    ids = sorted(catalog.queries)
+    split = QuerySplit("s", catalog.name, "f", 13, 0.1, 0.1, ids[:100], ids[100:110], ids[110:])
+    profile = dataclasses.replace(with_overrides(PROFILES["quick"], {"train_queries": "40"}),
+                                  teacher=dataclasses.replace(PROFILES["quick"].teacher, max_queries=teacher_queries))
+    run = Pipeline(catalog, split, None, "products", profile, tmp_path)
+    assert set(run.train_q) <= set(run.teacher_q) <= set(split.train)
+    assert len(run.teacher_q) == expected

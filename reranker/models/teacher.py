@@ -11,8 +11,10 @@ Choices where the paper is silent:
   so without negatives the teacher never meets a clearly irrelevant product.
 - Loss: pairwise RankNet within each group (pairs whose gains differ by >= 0.3, weighted by the
   gap) plus a light pointwise BCE towards gain/2, so sigmoid(score) is a usable [0, 1] edge weight.
-- At ranking time the teacher's per-query min-max-normalised score is mixed with BM25's with a
-  weight `bm25_mix` chosen on dev (0 = teacher alone).
+- At ranking time (the "deployed teacher") the per-query min-max-normalised logits are mixed with
+  min-max BM25 and min-max zero-shot bi-encoder cosine, the weights `bm25_mix` and `cosine_mix`
+  chosen on dev (0 and 0 = the cross-encoder alone): a shop with few labels gets a teacher that is
+  at least as good on dev as the signals it already has. `deployed_score` is the one definition.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class TeacherConfig:
     max_length: int = 48
     batch_size: int = 128  # inference
     bm25_mix: float = 0.0  # weight of normalised BM25 in the ranking score, chosen on dev
+    cosine_mix: float = 0.0  # weight of normalised bi-encoder cosine, chosen on dev beside bm25_mix
     model_version: str = MODEL_VERSION
 
 
@@ -124,10 +127,14 @@ class Teacher:
             out.append(self.logits(queries[start:stop], titles[start:stop]).float().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
-    def score(self, query: str, candidates, bm25: list[float]) -> list[float]:
-        """Ranking score for one query's candidates (the evaluation's Ranker interface)."""
-        logits = self.predict([query] * len(candidates), [p.title for p in candidates])
-        mix = self.config.bm25_mix
-        if mix == 0:
-            return logits.tolist()
-        return ((1 - mix) * minmax(logits) + mix * minmax(np.asarray(bm25))).tolist()
+
+def deployed_score(logits: np.ndarray, bm25: np.ndarray, cosine: np.ndarray | None, bm25_mix: float,
+                   cosine_mix: float) -> np.ndarray:
+    """The deployed teacher's score of one query's candidates, in [0, 1]:
+    (1 - a - c) * minmax(logits) + a * minmax(BM25) + c * minmax(cosine)."""
+    score = (1 - bm25_mix - cosine_mix) * minmax(logits) + bm25_mix * minmax(bm25)
+    if cosine_mix:
+        if cosine is None:
+            raise ValueError("this teacher mixes in the bi-encoder cosine; pass the candidates' cosines")
+        score = score + cosine_mix * minmax(cosine)
+    return score

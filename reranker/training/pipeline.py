@@ -30,7 +30,7 @@ from indexer.faiss_store import StoreError, VectorStore
 from indexer.graph import ClickGraph, graph_from_logs
 from indexer.records import Catalog
 from indexer.splits import QuerySplit
-from reranker.models.teacher import Teacher, minmax
+from reranker.models.teacher import Teacher
 from reranker.training.errors import PipelineError
 from reranker.training.labeling import LabeledPairs, label_candidates
 from reranker.training.pseudo_queries import pseudo_queries
@@ -58,7 +58,8 @@ class Profile:
     pseudo_queries: int = 0  # extra unlabeled queries cut from product titles, teacher-scored
     pseudo_k: int = 30  # BM25 top-K of each pseudo-query scored by the teacher
     bm25_depth: int = 100
-    mix_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    mix_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # BM25 weight in the deployed teacher
+    cosine_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # bi-encoder cosine weight (the cross-encoder keeps >= 0.1)
     student_epochs: int = 6
     use_cosine: bool = True  # the students' 0-order part also reads the bi-encoder cosine of query and item
     listwise_weight: float = 1.0  # listwise KL to the teacher per query (reranker/training/distill.py)
@@ -76,7 +77,7 @@ class Profile:
 # Settings that first matter at a later stage enter the digest chain there, so changing them redoes
 # that stage and what follows, never the (long) teacher before it.
 STAGE_SETTINGS = {
-    "teacher_mix": ("mix_grid",),
+    "teacher_mix": ("mix_grid", "cosine_grid"),
     "labels": ("label_k", "pseudo_queries", "pseudo_k"),
     "graph": ("confident_edge",),
     "faiss": ("all_products",),
@@ -196,7 +197,13 @@ class Pipeline:
         self.train_q = _sample([q for q in self.split.train if q in graded], self.profile.train_queries, seed)
         self.dev_q = _sample([q for q in self.split.dev if q in graded], self.profile.dev_queries, seed)
         self.test_q = _sample([q for q in self.split.test if q in graded], self.profile.test_queries, seed)
-        self.texts = {q: self.catalog.queries[q].text for q in self.train_q + self.dev_q + self.test_q}
+        # The teacher may learn from more train queries than the students see (quick: the demo's
+        # catalog has thousands); never from fewer, and always from the students' own.
+        wanted = self.profile.teacher.max_queries
+        extra = (_sample([q for q in self.split.train if q in graded], wanted, seed)
+                 if wanted is not None and wanted > len(self.train_q) else [])
+        self.teacher_q = sorted(set(self.train_q) | set(extra))
+        self.texts = {q: self.catalog.queries[q].text for q in self.teacher_q + self.dev_q + self.test_q}
         self.titles = {p: product.title for p, product in self.catalog.products.items()}
         # pseudo-queries (labels stage) train the students beside the train queries
         path = self.root / "pseudo_queries.json"
@@ -248,7 +255,9 @@ class Pipeline:
 
     def teacher(self) -> None:
         config = self.profile.teacher
-        groups = build_groups(self.catalog, self.train_q, self.bm25_top(), config)
+        if len(self.teacher_q) > len(self.train_q):  # more than the students': all of them (drawn above)
+            config = dataclasses.replace(config, max_queries=len(self.teacher_q))
+        groups = build_groups(self.catalog, self.teacher_q, self.bm25_top(), config)
         source = self.profile.teacher_from
         teacher = Teacher.load(Path(source)) if source else Teacher.from_base()
         before = self.dev_clear_pairs(teacher)
@@ -261,27 +270,61 @@ class Pipeline:
                                              "dev_clear_pair_acc": after})
 
     def teacher_mix(self) -> None:
-        """Score dev queries' BM25 top-N with the teacher; choose the BM25 mix weight on dev NDCG@10."""
+        """Score dev queries' BM25 top-N with the teacher; choose how much BM25 and how much zero-shot
+        bi-encoder cosine the deployed teacher mixes in, on dev NDCG@10."""
         teacher = Teacher.load(self.root / "teacher")
         top = self.bm25_top()
-        dev = label_candidates(teacher, self.texts, {q: top[q] for q in self.dev_q}, self.titles)
+        dev_top = {q: top[q] for q in self.dev_q}
+        dev = label_candidates(teacher, self.texts, dev_top, self.titles, self._query_vectors(self.dev_q),
+                               self._item_vectors({p for items in dev_top.values() for p in items}))
         dev.save(self.root / "dev_labels.npz")
         grades = {q: self.catalog.judgments_by_query()[q] for q in self.dev_q}
         by_query = dev.by_query()
         results = {}
-        for mix in self.profile.mix_grid:
-            run = {}
-            for q, items in by_query.items():
-                ids = list(items)
-                t = minmax(np.array([items[p][1] for p in ids]))
-                b = minmax(np.array([items[p][0] for p in ids]))
-                run[q] = dict(zip(ids, ((1 - mix) * t + mix * b).tolist()))
-            results[mix] = metrics.ranx_metrics(grades, run, {"ndcg@10": "ndcg@10"}, f"mix {mix}")["ndcg@10"]
-        best = max(results, key=lambda m: (results[m], -m))
-        teacher.config.bm25_mix = best
+        for bm25_mix in self.profile.mix_grid:
+            for cosine_mix in self.profile.cosine_grid:
+                if bm25_mix + cosine_mix > 0.9 + 1e-9:
+                    continue
+                run = mixed_targets(by_query, bm25_mix, cosine_mix)
+                results[(bm25_mix, cosine_mix)] = metrics.ranx_metrics(
+                    grades, run, {"ndcg@10": "ndcg@10"}, f"mix {bm25_mix} {cosine_mix}")["ndcg@10"]
+        # ties go to the least mixing (the cross-encoder's own judgement)
+        best = max(results, key=lambda m: (round(results[m], 6), -m[0] - m[1]))
+        teacher.config.bm25_mix, teacher.config.cosine_mix = best
+        table = {f"bm25 {a}, cosine {c}": value for (a, c), value in results.items()}
         teacher.save(self.root / "teacher", {**json.loads((self.root / "teacher" / "manifest.json").read_text()),
-                                             "dev_ndcg@10_by_bm25_mix": results})
-        log.info("teacher BM25 mix chosen on dev: %s (NDCG@10 %s)", best, results)
+                                             "dev_ndcg@10_by_mix": table})
+        log.info("teacher mix chosen on dev: BM25 %s, cosine %s (NDCG@10 %.4f)", *best, results[best])
+
+    def _query_vectors(self, query_ids) -> dict[str, np.ndarray]:
+        """Bi-encoder vectors of these queries' texts, by query id."""
+        ids = sorted(query_ids)
+        vectors = embed(self._bi_encoder, [self.texts[q] for q in ids], self.profile.embed_batch_size, progress=False)
+        return dict(zip(ids, vectors))
+
+    def _item_vectors(self, product_ids) -> dict[str, np.ndarray]:
+        """Bi-encoder vectors of these products' titles: reused from any run on the same data (this
+        one's included), the rest embedded and kept in this run's `title_cache` store."""
+        known = self._known_item_vectors()
+        todo = sorted(p for p in product_ids if p not in known)
+        if todo:
+            fresh = embed(self._bi_encoder, [self.titles[p] for p in todo], self.profile.embed_batch_size)
+            known.update(zip(todo, fresh))
+            cached = sorted(set(self._cached_titles()) | set(todo))
+            VectorStore.build(cached, np.stack([known[p] for p in cached])).save(self.root, "title_cache")
+        log.info("product vectors: %d reused, %d embedded", len(set(product_ids)) - len(todo), len(todo))
+        return {p: known[p] for p in product_ids}
+
+    def _cached_titles(self) -> list[str]:
+        if not VectorStore.paths(self.root, "title_cache")[0].is_file():
+            return []
+        return list(VectorStore.load(self.root, "title_cache").ids)
+
+    @property
+    def _bi_encoder(self):
+        if not hasattr(self, "_loaded_bi_encoder"):
+            self._loaded_bi_encoder = load_bi_encoder()
+        return self._loaded_bi_encoder
 
     def labels(self) -> None:
         """The distillation set: each train query's BM25 top-K plus its judged products."""
@@ -300,7 +343,9 @@ class Pipeline:
         candidates.update({q: pseudo_top[q] for q in self.pseudo})
         self.texts.update(self.pseudo)
         (self.root / "pseudo_queries.json").write_text(json.dumps(self.pseudo))
-        label_candidates(teacher, self.texts, candidates, self.titles).save(self.root / "train_labels.npz")
+        label_candidates(teacher, self.texts, candidates, self.titles, self._query_vectors(candidates),
+                         self._item_vectors({p for items in candidates.values() for p in items})
+                         ).save(self.root / "train_labels.npz")
 
     # -- students ------------------------------------------------------------------------------------
     def _grades(self, queries: list[str]) -> dict[str, dict[str, float]]:
@@ -332,33 +377,31 @@ class Pipeline:
             products = sorted(self.catalog.products)
         else:  # every product some query of the profile retrieves or has judged
             top = self.bm25_top()
-            wanted = {p for q in top for p in top[q]} | {p for g in self._grades(self.dev_q + self.test_q).values() for p in g}
+            wanted = {p for q in self.train_q + self.dev_q + self.test_q for p in top[q]}
+            wanted |= {p for g in self._grades(self.dev_q + self.test_q).values() for p in g}
             wanted |= set(LabeledPairs.load(self.root / "train_labels.npz").product_ids.tolist())
             products = sorted(wanted)
-        encoder = load_bi_encoder()
-        known = self._known_item_vectors()
-        todo = [p for p in products if p not in known]
-        batch = self.profile.embed_batch_size
-        fresh = dict(zip(todo, embed(encoder, [self.titles[p] for p in todo], batch))) if todo else {}
-        log.info("product vectors: %d reused from other runs, %d embedded", len(products) - len(todo), len(todo))
-        vectors = np.stack([known[p] if p in known else fresh[p] for p in products]) if products else np.zeros((0, 384), np.float32)
-        VectorStore.build(products, vectors).save(self.root, "item_store")
-        VectorStore.build(self.train_q, embed(encoder, [self.texts[q] for q in self.train_q], batch)).save(self.root, "query_store")
+        vectors = self._item_vectors(products)
+        stacked = np.stack([vectors[p] for p in products]) if products else np.zeros((0, 384), np.float32)
+        VectorStore.build(products, stacked).save(self.root, "item_store")
+        query_vectors = self._query_vectors(self.train_q)
+        VectorStore.build(self.train_q, np.stack([query_vectors[q] for q in self.train_q])).save(self.root, "query_store")
 
     def _known_item_vectors(self) -> dict[str, np.ndarray]:
-        """Product vectors other runs on the same catalog data already computed: the bi-encoder is
-        frozen, so they are the vectors this run would compute (embedding 55k titles takes ~10 min)."""
+        """Product vectors runs on the same catalog data already computed (this one's included): the
+        bi-encoder is frozen, so they are the vectors this run would compute (55k titles: ~10 min)."""
         known: dict[str, np.ndarray] = {}
         for folder in sorted(self.root.parent.glob(f"{self.catalog.name}-*")):
-            if folder == self.root or not VectorStore.paths(folder, "item_store")[0].is_file():
-                continue
             if model_manifest(folder / "teacher").get("data_fingerprint") != self.manifest["data_fingerprint"]:
                 continue
-            try:
-                store = VectorStore.load(folder, "item_store")
-            except StoreError:  # another run may be writing it right now: embed instead
-                continue
-            known.update({p: v for p, v in zip(store.ids, store.vectors_of(store.ids)) if p not in known})
+            for name in ("item_store", "title_cache"):
+                if not VectorStore.paths(folder, name)[0].is_file():
+                    continue
+                try:
+                    store = VectorStore.load(folder, name)
+                except StoreError:  # another run may be writing it right now: embed instead
+                    continue
+                known.update({p: v for p, v in zip(store.ids, store.vectors_of(store.ids)) if p not in known})
         return known
 
     def _context(self, graph_file: str, encoder=None) -> ContextBuilder:
@@ -375,7 +418,7 @@ class Pipeline:
 
     def _train_groups(self, target_of=None) -> StudentGroups:
         labels = LabeledPairs.load(self.root / "train_labels.npz").by_query()
-        mix = Teacher.load_config(self.root / "teacher").bm25_mix
+        config = Teacher.load_config(self.root / "teacher")
         # pseudo-queries are not in the query store: like test queries, they are embedded
         encoder = load_bi_encoder() if self.pseudo else None
         folds = [self._context(f"graph_fold{fold}.json", encoder) for fold in (0, 1)]
@@ -384,11 +427,12 @@ class Pipeline:
             vectors = dict(zip(texts, embed(encoder, texts, self.profile.embed_batch_size, progress=False)))
             for builder in folds:
                 builder.remember_query_vectors(vectors)
-        bm25 = {q: {p: b for p, (b, _) in items.items()} for q, items in labels.items()}
+        bm25 = {q: {p: b for p, (b, _, _) in items.items()} for q, items in labels.items()}
         items = sorted({p for candidates in bm25.values() for p in candidates})
         for builder in folds:
             builder.sampler.warm_items(items, self._stores[1])
-        return StudentGroups(self.train_q + sorted(self.pseudo), self.texts, bm25, mixed_targets(labels, mix), self._grades(self.train_q),
+        return StudentGroups(self.train_q + sorted(self.pseudo), self.texts, bm25, mixed_targets(labels, config.bm25_mix, config.cosine_mix),
+                             self._grades(self.train_q),
                              lambda q: folds[fold_of(q)], target_of)
 
     def _dev_agreement(self, scorer, warm) -> float:
@@ -396,7 +440,8 @@ class Pipeline:
         from scipy.stats import spearmanr
 
         dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
-        targets = mixed_targets(dev, Teacher.load_config(self.root / "teacher").bm25_mix)
+        config = Teacher.load_config(self.root / "teacher")
+        targets = mixed_targets(dev, config.bm25_mix, config.cosine_mix)
         warm(sorted({p for items in dev.values() for p in items}))
         rhos = []
         for q, items in dev.items():
@@ -493,7 +538,7 @@ class Pipeline:
 
     def _rankers(self, queries: list[str]) -> list:
         """BM25, the zero-shot bi-encoder, the deployed teacher, BERM (and its ablation) and BERM-O."""
-        from reranker.training.rankers import BiEncoderRanker, OnlineRanker, StudentRanker
+        from reranker.training.rankers import BiEncoderRanker, OnlineRanker, StudentRanker, TeacherRanker
         from evaluation.rankers import BM25Ranker
 
         encoder = load_bi_encoder()
@@ -501,9 +546,8 @@ class Pipeline:
         top = self.bm25_top()
         builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
                                           | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
-        teacher = Teacher.load(self.root / "teacher")
-        teacher.name = f"teacher cross-encoder (BM25 mix {teacher.config.bm25_mix})"
-        rankers = [BM25Ranker(), BiEncoderRanker(encoder, self._stores[1]), teacher,
+        bi_encoder = BiEncoderRanker(encoder, self._stores[1])
+        rankers = [BM25Ranker(), bi_encoder, TeacherRanker(Teacher.load(self.root / "teacher"), bi_encoder),
                    StudentRanker("BERM", Berm.load(self.root / "berm"), builder)]
         if (self.root / "berm_no_k_order").is_dir() and self.profile.k_order_ablation:
             rankers.append(StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder))
@@ -515,11 +559,12 @@ class Pipeline:
         NDCG@10, paired t-test); the verdicts go to dev_check.json and the serving manifest."""
         from evaluation.runner import evaluate_rankers
         from evaluation.significance import paired_tests
+        from reranker.training.rankers import TeacherRanker
         from reranker.training.verdicts import REFERENCES, dev_verdicts
 
         # the teacher's dev figures are teacher_mix's (it chose the deployed mix there); scoring dev
         # with it again would be most of this stage's time
-        rankers = [ranker for ranker in self._rankers(self.dev_q) if not isinstance(ranker, Teacher)]
+        rankers = [ranker for ranker in self._rankers(self.dev_q) if not isinstance(ranker, TeacherRanker)]
         result = evaluate_rankers(self.es, self.alias, self.catalog, self.dev_q, rankers, side="dev",
                                   split_id=self.split.split_id, depth=self.profile.bm25_depth)
         tests = paired_tests(result, list(REFERENCES))
@@ -547,7 +592,7 @@ class Pipeline:
         # the ablation gets its own test: does the k-order context help BERM on these queries?
         names = {row.name for row in result.rows}
         pairs = [("BERM", "BERM without k-order")] if "BERM without k-order" in names else []
-        tests = paired_tests(result, [BM25Ranker.name, teacher.name], pairs=pairs)
+        tests = paired_tests(result, [BM25Ranker.name, rankers[1].name, teacher.name], pairs=pairs)
         print_table(result)
         print_significance(tests)
         speed = self._speed(result, rankers, teacher.name)

@@ -14,6 +14,7 @@ from indexer.embeddings import embed
 from indexer.faiss_store import VectorStore
 from indexer.records import Product
 from reranker.graph.context import ContextBuilder
+from reranker.models.teacher import Teacher, deployed_score
 from reranker.serving.online import Candidate, OnlineReranker, torch_threads
 
 
@@ -36,6 +37,22 @@ class BiEncoderRanker:
                 vectors.update(zip([c.product_id for c in missing],
                                    embed(self.encoder, [c.title for c in missing], progress=False)))
         return [float(vectors[c.product_id] @ q) for c in candidates]
+
+
+class TeacherRanker:
+    """The deployed teacher: the cross-encoder's logits mixed with BM25 and the bi-encoder cosine at
+    the weights dev chose (`deployed_score`)."""
+
+    def __init__(self, teacher: Teacher, bi_encoder: BiEncoderRanker) -> None:
+        self.teacher, self.bi_encoder = teacher, bi_encoder
+        config = teacher.config
+        self.name = f"teacher cross-encoder (BM25 mix {config.bm25_mix}, cosine mix {config.cosine_mix})"
+
+    def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
+        config = self.teacher.config
+        logits = self.teacher.predict([query] * len(candidates), [c.title for c in candidates])
+        cosine = np.array(self.bi_encoder.score(query, candidates, bm25)) if config.cosine_mix else None
+        return deployed_score(logits, np.asarray(bm25), cosine, config.bm25_mix, config.cosine_mix).tolist()
 
 
 class StudentRanker:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from reranker.graph.context import ContextBuilder, minmax
+from reranker.graph.context import ContextBuilder
+from reranker.models.teacher import deployed_score
 from reranker.training.labeling import LabeledPairs
 
 
@@ -51,16 +52,15 @@ def graph_edges(
     return edges
 
 
-def mixed_targets(by_query: dict[str, dict[str, tuple[float, float]]], mix: float, scale: float = 4.0
-                  ) -> dict[str, dict[str, float]]:
-    """The deployed teacher's score per candidate: (1 - mix) * minmax(logit) + mix * minmax(BM25)
-    within the query, times `scale` so the targets span a few units like the students' scores."""
+def mixed_targets(by_query: dict[str, dict[str, tuple[float, float, float]]], bm25_mix: float, cosine_mix: float,
+                  scale: float = 4.0) -> dict[str, dict[str, float]]:
+    """The deployed teacher's score per candidate (`deployed_score` of its (BM25, logit, cosine)
+    within the query), times `scale` so the targets span a few units like the students' scores."""
     out = {}
     for q, items in by_query.items():
         ids = list(items)
-        t = minmax(np.array([items[p][1] for p in ids]))
-        b = minmax(np.array([items[p][0] for p in ids]))
-        out[q] = dict(zip(ids, (scale * ((1 - mix) * t + mix * b)).tolist()))
+        b, t, c = (np.array([items[p][k] for p in ids]) for k in range(3))
+        out[q] = dict(zip(ids, (scale * deployed_score(t, b, c, bm25_mix, cosine_mix)).tolist()))
     return out
 
 
