@@ -87,7 +87,7 @@ class LoadConfig:
     rate_per_client: float = 4.0  # requests a second each (paced, not closed-loop)
     max_requests: int = 20_000
     bad_share: float = 0.15  # malformed or oversized, half and half
-    web_budget_ms: float = 1500.0  # the page's own budget (settings.web_budget_ms)
+    web_budget_ms: float = 1500.0  # the page's own budget (settings.web.budget_ms)
     grpc_deadline_ms: float = 1000.0
     slack_ms: float = 1000.0
     recovery_s: float = 90.0

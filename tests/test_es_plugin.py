@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from reranker.client import Candidate, RerankClient
-from reranker.server.app import RerankServer, ServerConfig
+from common.settings import RerankSettings
+from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
-from reranker.serving.online import build_tiny_artifact
+from tests.tiny_artifact import build_tiny_artifact
 from es_config.local_node import PLUGIN_PROJECT
 from tests.conftest import SMALL_PRODUCTS, test_node
 
@@ -85,7 +86,7 @@ def model(tmp_path_factory) -> Switchable:
 
 @pytest.fixture(scope="module")
 def service(model):
-    server = RerankServer(ServerConfig(port=RERANK_PORT, grace_s=1), model=model)
+    server = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
     server.start()
     server.wait_ready(60)
     holder = {"server": server}
@@ -272,7 +273,7 @@ def test_service_down_slow_or_failing_keeps_bm25_order_and_recovers(node_url, se
     assert_fallback(node_url, index, "unavailable")
     log = Path(plugin_node(ES_PORT).node_dir / "logs" / f"shopsearch-plugin-{ES_PORT}.log")
     assert "shopsearch rescore fell back to BM25 order (unavailable)" in log.read_text()
-    restarted = RerankServer(ServerConfig(port=RERANK_PORT, grace_s=1), model=model)
+    restarted = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
     restarted.start()
     restarted.wait_ready(60)
     service["server"] = restarted

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker.serving.online import build_tiny_artifact
+from tests.tiny_artifact import build_tiny_artifact
 from searchstack.stack import Stack, StackError
 from tests.conftest import free_port
 from tests.shop_page import ARTIFACT_QUERIES, TITLES, drop_alias, write_generic_catalog

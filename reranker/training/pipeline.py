@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from elasticsearch import Elasticsearch
 
+from common.results import Candidate
 from evaluation import metrics
 from evaluation.retrieval import bm25_top
 from indexer.embeddings import embed, load_bi_encoder
@@ -38,7 +39,8 @@ from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import NeighborSampler
 from reranker.models.berm import Berm, BermConfig
 from reranker.models.berm_o import BermO, BermOConfig
-from reranker.serving.online import Candidate, OnlineReranker, build_artifact
+from reranker.serving.online import OnlineReranker
+from reranker.training.artifact import build_artifact
 from reranker.text import Vocab
 from reranker.training.distill import DistillConfig, train_student
 from reranker.training.student_data import StudentGroups, fold_of, graph_edges, mixed_targets
