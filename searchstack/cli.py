@@ -14,7 +14,8 @@ import typer
 from reranker.training.errors import PipelineError
 from searchstack import app as stackapp
 from searchstack.app import Format
-from searchstack.edge import EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, read_catalog
+from searchstack.edge import (EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, print_evaluation,
+                              read_catalog)
 from searchstack.settings import load_settings
 
 __all__ = ["EXPECTED_ERRORS", "Format", "app", "current_split", "one_line_errors", "read_catalog"]
@@ -243,6 +244,8 @@ def pipeline(
     make = _pipeline_factory(profile, fmt, path, es_url)
     run = make(chosen)
     run.run(until=until)
+    if run.evaluation is not None:
+        print_evaluation(run.evaluation, console)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
     _print_dev_check(run.root)
 

@@ -76,6 +76,7 @@ def eval_summary(run_root: Path) -> str | None:
 
 def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:
     from reranker.training.pipeline import PROFILES, Pipeline
+    from searchstack.edge import print_evaluation
 
     profile = settings.demo_profile
     if profile not in PROFILES:
@@ -85,6 +86,8 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
     run.run()  # through the dev check and the test evaluation, so the demo can say how it does
+    if run.evaluation is not None:
+        print_evaluation(run.evaluation, console)
     console.print("trained in " + ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items()))
     summary = eval_summary(run.root)
     if summary:
