@@ -432,11 +432,9 @@ def stack_faults(stack, serve_argv: list[str], target: str, node, seconds: float
 
 def bm25_lists(es, alias: str, queries: list[str], depth: int = 100) -> dict[str, list[Candidate]]:
     """Each query's BM25 top-`depth` as gRPC candidates (ids, scores, ranks; no text)."""
-    from evaluation.retrieval import bm25_top
+    from es_config import retrieval
 
-    hits = bm25_top(es, alias, {q: q for q in queries}, size=depth)
-    return {q: [Candidate(pid, score, rank) for rank, (pid, score) in enumerate(items.items(), start=1)]
-            for q, items in hits.items()}
+    return retrieval.msearch(es, alias, {q: q for q in queries}, depth)
 
 
 @dataclass
