@@ -87,7 +87,7 @@ class LoadConfig:
     rate_per_client: float = 4.0  # requests a second each (paced, not closed-loop)
     max_requests: int = 20_000
     bad_share: float = 0.15  # malformed or oversized, half and half
-    web_budget_ms: float = 1500.0  # the page's own budget (settings.web_budget_ms)
+    web_budget_ms: float = 1500.0  # the page's own budget (settings.web.budget_ms)
     grpc_deadline_ms: float = 1000.0
     slack_ms: float = 1000.0
     recovery_s: float = 90.0
@@ -432,11 +432,9 @@ def stack_faults(stack, serve_argv: list[str], target: str, node, seconds: float
 
 def bm25_lists(es, alias: str, queries: list[str], depth: int = 100) -> dict[str, list[Candidate]]:
     """Each query's BM25 top-`depth` as gRPC candidates (ids, scores, ranks; no text)."""
-    from evaluation.retrieval import bm25_top
+    from es_config import retrieval
 
-    hits = bm25_top(es, alias, {q: q for q in queries}, size=depth)
-    return {q: [Candidate(pid, score, rank) for rank, (pid, score) in enumerate(items.items(), start=1)]
-            for q, items in hits.items()}
+    return retrieval.msearch(es, alias, {q: q for q in queries}, depth)
 
 
 @dataclass

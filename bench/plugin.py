@@ -65,7 +65,8 @@ def _call(method: str, url: str, body: dict | None = None, timeout_s: float = 10
 def bench_plugin(es_url: str, rerank_port: int = 0, rate: float = 50.0, seconds: float = 30.0, window: int = 100,
                  products: int = 400, queries: int = 20, warmup_s: float = 3.0, progress=None) -> PluginReport:
     from reranker.client import Candidate, RerankClient
-    from reranker.server.app import RerankServer, ServerConfig
+    from common.settings import RerankSettings
+    from reranker.server.app import RerankServer
     from reranker.server.models import load_berm_o
 
     check_loopback(es_url)
@@ -84,7 +85,7 @@ def bench_plugin(es_url: str, rerank_port: int = 0, rate: float = 50.0, seconds:
                     for pid, t in workload.titles.items())
     urllib.request.urlopen(urllib.request.Request(f"{es_url}/{index}/_bulk?refresh=true", data=lines.encode(),
                                                   method="POST", headers={"Content-Type": "application/x-ndjson"})).read()
-    server = RerankServer(ServerConfig(port=rerank_port, workers=8), loader=load_berm_o, artifact=artifact)
+    server = RerankServer(RerankSettings(port=rerank_port, workers=8, metrics_port=None, reload_poll_s=0), loader=load_berm_o, artifact=artifact)
     server.start()
     results: list[tuple[int, str, float, int]] = []
     lock = threading.Lock()

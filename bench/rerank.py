@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.stats import Stats, stats
 from reranker.client import Candidate, RerankClient
-from reranker.server.errors import ServerStartError
+from reranker.server.app import ServerStartError
 
 SERVER_START_TIMEOUT_S = 600.0
 
@@ -106,7 +106,8 @@ def synthetic_workload(products: int, queries: int, candidates: int, seed: int =
 
 def tiny_artifact(workload: Workload, folder: Path) -> Path:
     """A tiny BERM-O artifact over the workload's products and queries; reused when already built."""
-    from reranker.serving.online import REQUIRED, build_tiny_artifact
+    from reranker.serving.online import REQUIRED
+    from tests.tiny_artifact import build_tiny_artifact
 
     manifest = folder / "manifest.json"
     complete = all((folder / name).is_file() for name in REQUIRED)  # one of an older format is rebuilt

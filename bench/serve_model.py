@@ -15,9 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from reranker.server.app import RerankServer, ServerConfig, run_until_signal
-from reranker.server.errors import ServerStartError
-from reranker.server.validation import Limits
+from reranker.server.app import RerankServer, ServerStartError, run_until_signal
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         request_log.propagate = False
     from searchstack.settings import load_settings
 
-    settings = load_settings(rerank_workers=args.workers)
-    config = ServerConfig.from_settings(settings, host="127.0.0.1", port=args.port, limits=Limits(max_candidates=1000),
-                                        default_deadline_ms=60_000, grace_s=5, metrics_port=None, reload_poll_s=0)
+    settings = load_settings(rerank_workers=args.workers, rerank_host="127.0.0.1", rerank_port=args.port,
+                             rerank_max_candidates=1000, rerank_default_deadline_ms=60_000, rerank_grace_s=5,
+                             rerank_reload_poll_s=0)
+    config = settings.rerank.model_copy(update={"metrics_port": None})
     if args.model == "berm-o":
         from reranker.server.models import berm_o_loader
 
-        server = RerankServer(config, loader=berm_o_loader(config.onnx_threads), artifact=args.artifact)
+        server = RerankServer(config, loader=berm_o_loader(config), artifact=args.artifact)
     elif args.model == "teacher":
         from reranker.models.teacher import Teacher
         from reranker.server.models import TeacherModel

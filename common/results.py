@@ -4,12 +4,14 @@
     Neighbor    a graph neighbor that carried attention in the reranker's explanation
     Explanation the reranker's score split into its parts, with the neighbors
     Ranked      a candidate in the reranked order (score, rank, BM25 score and rank, explanation)
+    Reranking   a model's answer for one request: its Ranked items and the ids it could not score
 
 Only the proto boundary (reranker/client.py, the gRPC server) converts these to and from messages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -56,3 +58,25 @@ class Ranked:
     @property
     def movement(self) -> int:
         return movement(self.bm25_rank, self.rank)
+
+
+@dataclass(frozen=True)
+class Reranking:
+    """A model's answer for one request (the serving protocol of reranker/server/models.py).
+
+    Every candidate is in `scored` or in `unscored`, once. The explanation's parts are always there;
+    its neighbors only when asked for (explain)."""
+
+    scored: list[Ranked]  # in the candidates' order; each rank is its place among the scored (`ranked`)
+    unscored: list[str]  # ids the model cannot score (unknown, sent without text): they follow in BM25 order
+    timings_ms: dict[str, float]  # where the model's time went, by stage
+
+
+def ranked(candidates: Sequence[Candidate], scores: Mapping[str, tuple[float, Explanation]]) -> list[Ranked]:
+    """The scored candidates as Ranked, in the candidates' order, ranked best score first (ties: BM25
+    order); a candidate without a score is left out (the model reports it as unscored)."""
+    kept = [c for c in candidates if c.product_id in scores]
+    order = sorted(kept, key=lambda c: (-scores[c.product_id][0], c.bm25_rank))
+    rank_of = {c.product_id: rank for rank, c in enumerate(order, start=1)}
+    return [Ranked(c.product_id, scores[c.product_id][0], rank_of[c.product_id], c.bm25, c.bm25_rank, True,
+                   scores[c.product_id][1]) for c in kept]

@@ -1,7 +1,8 @@
 """The first stage: the BM25 query (es_config/query.py) run against Elasticsearch, for one query or
 a batch (`msearch`), answering typed candidates (common/results.py) in BM25 order.
 
-The CLI's `rerank`, the page, the evaluation and the pipeline retrieve through here. Errors of the
+The CLI's `rerank`, the page, the evaluation, the pipeline, the load bench and the plugin tests
+retrieve through here. Errors of the
 cluster itself (down, index missing) are the elasticsearch client's, for the caller to phrase; an
 answer that reports a failed search inside a batch raises RetrievalError.
 """
@@ -42,14 +43,17 @@ def _body(text: str, size: int, product_ids: Sequence[str] | None, titles: bool)
 
 def search(es: Elasticsearch, alias: str, text: str, size: int, *, titles: bool = True,
            product_ids: Sequence[str] | None = None, timeout_s: float | None = None,
-           track_total_hits: int | bool | None = None) -> Retrieved:
-    """BM25 top-`size` for one query; with `timeout_s` the request fails fast (no retries)."""
+           track_total_hits: int | bool | None = None, preference: str | None = None) -> Retrieved:
+    """BM25 top-`size` for one query; with `timeout_s` the request fails fast (no retries);
+    `preference` is Elasticsearch's (e.g. "_shards:0": one shard's own list)."""
     client = es if timeout_s is None else es.options(request_timeout=timeout_s, max_retries=0)
     extra: dict = {}
     if timeout_s is not None:
         extra["timeout"] = f"{max(1, int(1000 * timeout_s))}ms"  # the shards' own budget too
     if track_total_hits is not None:
         extra["track_total_hits"] = track_total_hits
+    if preference is not None:
+        extra["preference"] = preference
     answer = client.search(index=alias, **_body(text, size, product_ids, titles), **extra)
     total = answer["hits"]["total"]
     return Retrieved(candidates_of(answer["hits"]["hits"]), int(total["value"]), total.get("relation") == "gte")

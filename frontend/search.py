@@ -1,6 +1,6 @@
 """One search as the page shows it: BM25 from Elasticsearch, the top-N reranked, within a time budget.
 
-    service = SearchService(es, RerankerLink("127.0.0.1:50051"), SearchConfig(alias="products"))
+    service = SearchService(es, RerankerLink("127.0.0.1:50051"), settings.web, alias="products")
     result = service.search("cordless drill", page=1)
 
 - Elasticsearch answers with the BM25 candidates (`es_config.retrieval`, the one first stage).
@@ -32,11 +32,12 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from common.errors import ShopsearchError
 from common.results import Candidate, Explanation, Neighbor, movement
+from common.settings import WebSettings
 from es_config import retrieval
 from evaluation.ndcg import ndcg_at
 from reranker.client import Balancing, RerankClient, RerankError, RerankResult
 
-__all__ = ["BadRequest", "Grades", "RerankerLink", "Row", "SearchConfig", "SearchResult", "SearchService",
+__all__ = ["BadRequest", "Grades", "RerankerLink", "Row", "SearchResult", "SearchService",
            "SearchUnavailable", "example_pool", "make_es", "ndcg_at", "pick_examples"]
 
 log = logging.getLogger(__name__)
@@ -54,33 +55,6 @@ class BadRequest(ShopsearchError, ValueError):
 
 class SearchUnavailable(ShopsearchError):
     """Elasticsearch cannot answer (down, starting, index missing); the message is one line."""
-
-
-# -- configuration ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SearchConfig:
-    alias: str = "products"
-    page_size: int = 10
-    rerank_depth: int = 100
-    budget_ms: float = 1500.0
-    es_timeout_ms: float = 1000.0
-    rerank_deadline_ms: float = 300.0
-    send_text: bool = False
-    explain: bool = True
-    max_query_chars: int = 200
-    max_page: int = 50
-
-    @classmethod
-    def from_settings(cls, settings, **overrides) -> "SearchConfig":
-        fields = dict(
-            alias=settings.index_alias, page_size=settings.web_page_size, rerank_depth=settings.web_rerank_depth,
-            budget_ms=settings.web_budget_ms, es_timeout_ms=settings.web_es_timeout_ms,
-            rerank_deadline_ms=settings.web_rerank_deadline_ms, send_text=settings.web_send_text,
-            explain=settings.web_explain, max_query_chars=settings.web_max_query_chars,
-            max_page=settings.web_max_page,
-        )
-        return cls(**{**fields, **overrides})
 
 
 # -- human grades ------------------------------------------------------------------------------------
@@ -255,11 +229,12 @@ def fallback_notice(err: RerankError, deadline_ms: float) -> str:
 
 
 class SearchService:
-    def __init__(self, es: Elasticsearch, reranker: RerankerLink | None, config: SearchConfig,
-                 grades: Grades | None = None, es_url: str = "") -> None:
+    def __init__(self, es: Elasticsearch, reranker: RerankerLink | None, config: WebSettings,
+                 grades: Grades | None = None, es_url: str = "", *, alias: str) -> None:
         self.es = es
         self.reranker = reranker
-        self.config = config
+        self.config = config  # the settings' web group
+        self.alias = alias  # the index alias searched (settings.index_alias)
         self.grades = grades or Grades()
         self.es_url = es_url
         self._title_cache: OrderedDict[str, str] = OrderedDict()  # product id -> title, from answers
@@ -271,12 +246,12 @@ class SearchService:
         """The BM25 candidates; hits are counted as far as the pages go."""
         count_to = min(MAX_RESULT_WINDOW, self.config.page_size * self.config.max_page)
         try:
-            return retrieval.search(self.es, self.config.alias, query, size, timeout_s=timeout_s,
+            return retrieval.search(self.es, self.alias, query, size, timeout_s=timeout_s,
                                     track_total_hits=count_to)
         except ApiError as err:
             if err.meta.status == 404:
                 raise SearchUnavailable(
-                    f"Elasticsearch has no index {self.config.alias!r}; run `shopsearch index` first") from None
+                    f"Elasticsearch has no index {self.alias!r}; run `shopsearch index` first") from None
             raise SearchUnavailable(f"Elasticsearch could not search (HTTP {err.meta.status}: {err.message})") from None
         except TransportError as err:
             where = f" at {self.es_url}" if self.es_url else ""
@@ -300,7 +275,7 @@ class SearchService:
             return known
         try:
             docs = self.es.options(request_timeout=timeout_s, max_retries=0).mget(
-                index=self.config.alias, ids=missing, source_includes=["title"])["docs"]
+                index=self.alias, ids=missing, source_includes=["title"])["docs"]
         except (ApiError, TransportError):
             return known
         fetched = {d["_id"]: d["_source"].get("title", "") for d in docs if d.get("found")}

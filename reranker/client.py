@@ -10,7 +10,8 @@ server's reason.
 
 Several replicas: give a target that names them all, `ipv4:127.0.0.1:50071,127.0.0.1:50072`, or a
 DNS name that resolves to each (`dns:///reranker:50051` in docker-compose). The balancing is
-gRPC's own, set in the channel's service config (`Balancing`): the `round_robin` policy spreads
+gRPC's own, set in the channel's service config (`Balancing`, the settings' `rerank.balancing`
+group): the `round_robin` policy spreads
 calls over every connected replica; client-side health checking (grpc.health.v1, the Reranker
 service's status) takes a replica that is loading or draining out of the rotation; a call that
 gets UNAVAILABLE (a replica killed mid-call, or not ready) is retried on another within its
@@ -30,9 +31,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.errors import ShopsearchError
 from common.results import Candidate, Explanation, Neighbor, Ranked
+from common.settings import Balancing, RerankSettings
 from reranker.rpc.stubs import RERANKER_SERVICE, pb, pb_grpc
 
-DEFAULT_TIMEOUT_S = 2.0
+__all__ = ["Balancing", "Candidate", "RerankClient", "RerankError", "RerankResult", "ReloadResult", "names_several"]
+
+DEFAULT_TIMEOUT_S = RerankSettings.model_fields["client_timeout_ms"].default / 1000  # the settings' default
 
 
 def names_several(target: str) -> bool:
@@ -40,46 +44,31 @@ def names_several(target: str) -> bool:
     return "," in target or target.startswith("dns:")
 
 
-@dataclass(frozen=True)
-class Balancing:
-    """How a channel spreads calls over replicas (the defaults mirror searchstack's settings)."""
+def service_config(balancing: Balancing, target: str) -> dict:
+    """The channel's service config: gRPC's balancing policy, health checking and retries."""
+    backoff = max(0.001, balancing.retry_backoff_ms / 1000)
+    config: dict = {"loadBalancingConfig": [{balancing.lb_policy: {}}]}
+    if balancing.health_check if balancing.health_check is not None else names_several(target):
+        config["healthCheckConfig"] = {"serviceName": RERANKER_SERVICE}
+    if balancing.retry_attempts > 1:
+        config["methodConfig"] = [{
+            "name": [{"service": RERANKER_SERVICE}],
+            "retryPolicy": {"maxAttempts": min(5, balancing.retry_attempts), "initialBackoff": f"{backoff:.3f}s",
+                            "maxBackoff": f"{10 * backoff:.3f}s", "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"]},
+        }]
+    return config
 
-    lb_policy: str = "round_robin"  # or "pick_first"
-    # None: on when the target may name several servers. One server alone is better called
-    # directly: its own answer ("no model loaded yet") says more than "no healthy backend".
-    health_check: bool | None = None
-    retry_attempts: int = 3  # tries of a call answered UNAVAILABLE, the first included (gRPC's cap: 5)
-    retry_backoff_ms: float = 20.0  # first pause between tries; doubled each time, at most 10x
-    reconnect_backoff_ms: int = 1000  # longest wait between reconnects to a replica that went away
 
-    @classmethod
-    def from_settings(cls, settings) -> "Balancing":
-        return cls(settings.rerank_lb_policy, settings.rerank_client_health_check, settings.rerank_retry_attempts,
-                   settings.rerank_retry_backoff_ms, settings.rerank_reconnect_backoff_ms)
-
-    def service_config(self, target: str) -> dict:
-        backoff = max(0.001, self.retry_backoff_ms / 1000)
-        config: dict = {"loadBalancingConfig": [{self.lb_policy: {}}]}
-        if self.health_check if self.health_check is not None else names_several(target):
-            config["healthCheckConfig"] = {"serviceName": RERANKER_SERVICE}
-        if self.retry_attempts > 1:
-            config["methodConfig"] = [{
-                "name": [{"service": RERANKER_SERVICE}],
-                "retryPolicy": {"maxAttempts": min(5, self.retry_attempts), "initialBackoff": f"{backoff:.3f}s",
-                                "maxBackoff": f"{10 * backoff:.3f}s", "backoffMultiplier": 2,
-                                "retryableStatusCodes": ["UNAVAILABLE"]},
-            }]
-        return config
-
-    def channel_options(self, target: str) -> list[tuple[str, object]]:
-        return [
-            ("grpc.service_config", json.dumps(self.service_config(target))),
-            ("grpc.service_config_disable_resolution", 1),  # ours, never one from DNS TXT records
-            ("grpc.enable_retries", 1),
-            ("grpc.initial_reconnect_backoff_ms", min(100, self.reconnect_backoff_ms)),
-            ("grpc.min_reconnect_backoff_ms", min(100, self.reconnect_backoff_ms)),
-            ("grpc.max_reconnect_backoff_ms", self.reconnect_backoff_ms),
-        ]
+def channel_options(balancing: Balancing, target: str) -> list[tuple[str, object]]:
+    return [
+        ("grpc.service_config", json.dumps(service_config(balancing, target))),
+        ("grpc.service_config_disable_resolution", 1),  # ours, never one from DNS TXT records
+        ("grpc.enable_retries", 1),
+        ("grpc.initial_reconnect_backoff_ms", min(100, balancing.reconnect_backoff_ms)),
+        ("grpc.min_reconnect_backoff_ms", min(100, balancing.reconnect_backoff_ms)),
+        ("grpc.max_reconnect_backoff_ms", balancing.reconnect_backoff_ms),
+    ]
 
 
 class CandidateLike(Protocol):
@@ -148,7 +137,7 @@ class RerankClient:
         self.target = target
         self.timeout_s = timeout_s
         self.balancing = balancing or Balancing()
-        self.channel = grpc.insecure_channel(target, options=self.balancing.channel_options(target))
+        self.channel = grpc.insecure_channel(target, options=channel_options(self.balancing, target))
         self._stub = pb_grpc.RerankerStub(self.channel)
         self._admin = pb_grpc.RerankerAdminStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)

@@ -11,11 +11,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from reranker.server.errors import ServerStartError
 from reranker.training.errors import PipelineError
 from searchstack import app as stackapp
 from searchstack.app import Format
-from searchstack.edge import EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, read_catalog
+from searchstack.edge import (EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, print_evaluation,
+                              read_catalog)
 from searchstack.settings import load_settings
 
 __all__ = ["EXPECTED_ERRORS", "Format", "app", "current_split", "one_line_errors", "read_catalog"]
@@ -244,6 +244,8 @@ def pipeline(
     make = _pipeline_factory(profile, fmt, path, es_url)
     run = make(chosen)
     run.run(until=until)
+    if run.evaluation is not None:
+        print_evaluation(run.evaluation, console)
     console.print("stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in run.timings.items()))
     _print_dev_check(run.root)
 
@@ -319,18 +321,18 @@ def serve(
 
     stdout gets one JSON line per request; messages go to stderr.
     """
-    from reranker.server.app import RerankServer, ServerConfig, run_until_signal
+    from reranker.server.app import RerankServer, ServerStartError, run_until_signal
     from reranker.server.models import berm_o_loader
 
     settings = load_settings(rerank_artifact=artifact, rerank_host=host, rerank_port=port, rerank_workers=workers,
                              rerank_metrics_port=metrics_port)
-    if settings.rerank_artifact is None:
+    if settings.rerank.artifact is None:
         raise ServerStartError("no artifact to serve: pass --artifact or set SHOPSEARCH_RERANK_ARTIFACT")
-    config = ServerConfig.from_settings(settings, **({"metrics_port": None} if no_metrics else {}))
+    config = settings.rerank.model_copy(update={"metrics_port": None}) if no_metrics else settings.rerank
     _request_log_to_stdout()
-    server = RerankServer(config, loader=berm_o_loader(config.onnx_threads, settings.rerank_query_cache_size), artifact=settings.rerank_artifact)
+    server = RerankServer(config, loader=berm_o_loader(config), artifact=settings.rerank.artifact)
     server.start()
-    err_console.print(f"loading {settings.rerank_artifact} (port {server.port} answers health NOT_SERVING meanwhile)",
+    err_console.print(f"loading {settings.rerank.artifact} (port {server.port} answers health NOT_SERVING meanwhile)",
                       highlight=False)
 
     def ready(s: RerankServer) -> None:
@@ -395,13 +397,13 @@ def rerank_query(
 
     settings = load_settings(es_url=es_url, rerank_target=target, rerank_depth=depth)
     es = stackapp.connect_es(settings)
-    hits = retrieval.search(es, settings.index_alias, query, settings.rerank_depth).candidates
+    hits = retrieval.search(es, settings.index_alias, query, settings.rerank.depth).candidates
     if not hits:
         console.print(f"no BM25 results for {query!r} in {settings.index_alias!r}; nothing to rerank")
         return
     titles = {c.product_id: c.title for c in hits}
     candidates = [replace(c, text=c.title) for c in hits] if send_text else hits
-    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank_client_timeout_ms / 1000) as client:
+    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank.client_timeout_ms / 1000) as client:
         result = client.rerank(query, candidates, explain=explain, model_version=model_version)
 
     table = Table(title=f"{query!r}: BM25 top {len(hits)} -> {result.model_name} {result.model_version}",

@@ -39,8 +39,8 @@ def _dev_ndcg(folder: Path) -> float:
 def serving_artifact(settings: Settings, dataset: str) -> Path | None:
     """The artifact to serve: SHOPSEARCH_RERANK_ARTIFACT, else the pipeline's with the best dev
     NDCG@10 in its dev check (full before quick on a tie or where neither has one)."""
-    if settings.rerank_artifact is not None:
-        return settings.rerank_artifact
+    if settings.rerank.artifact is not None:
+        return settings.rerank.artifact
     found = [settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}" / "serving" for profile in ARTIFACT_PROFILES]
     found = [folder for folder in found if (folder / "manifest.json").is_file()]
     return max(found, key=_dev_ndcg) if found else None  # max keeps the first of equals
@@ -76,6 +76,7 @@ def eval_summary(run_root: Path) -> str | None:
 
 def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:
     from reranker.training.pipeline import PROFILES, Pipeline
+    from searchstack.edge import print_evaluation
 
     profile = settings.demo_profile
     if profile not in PROFILES:
@@ -85,6 +86,8 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
     run.run()  # through the dev check and the test evaluation, so the demo can say how it does
+    if run.evaluation is not None:
+        print_evaluation(run.evaluation, console)
     console.print("trained in " + ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items()))
     summary = eval_summary(run.root)
     if summary:
@@ -154,7 +157,7 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
     target = start_replicas(settings, stack, artifact, console)
 
     web_argv = shopsearch_argv("web", "-f", fmt, *(["--path", str(path)] if path else []),
-                               "--host", settings.web_host, "--port", str(settings.web_port),
+                               "--host", settings.web.host, "--port", str(settings.web.port),
                                "--target", target, "--es-url", settings.resolved_es_url)
     with console.status(f"starting the page on {settings.web_url}") as status:
         started = stack.start(WEB, web_argv, lambda: web_answering(settings.web_url),
@@ -182,10 +185,10 @@ def evaluation_note(settings: Settings) -> str:
 
 def replica_argv(settings: Settings, artifact: Path, index: int) -> list[str]:
     """`shopsearch serve` for replica `index`: gRPC port rerank_port + index, metrics port likewise."""
-    metrics = settings.rerank_metrics_port
+    metrics = settings.rerank.metrics_port
     metrics_args = ["--no-metrics"] if metrics is None else \
         ["--metrics-port", str(metrics + index if metrics else 0)]
-    return shopsearch_argv("serve", "--artifact", str(artifact), "--host", settings.rerank_host,
+    return shopsearch_argv("serve", "--artifact", str(artifact), "--host", settings.rerank.host,
                            "--port", str(settings.rerank_ports[index]), *metrics_args)
 
 
@@ -193,13 +196,13 @@ def start_replicas(settings: Settings, stack: Stack, artifact: Path, console: Co
     """Start `rerank_replicas` serve processes on consecutive ports (one at a time, each until
     SERVING), stop replicas of an earlier, larger run, check they all serve the same model
     version; returns the target that names them all."""
-    host = "127.0.0.1" if settings.rerank_host in ("0.0.0.0", "[::]", "::") else settings.rerank_host
-    for extra in stack.replicas()[settings.rerank_replicas:]:
+    host = "127.0.0.1" if settings.rerank.host in ("0.0.0.0", "[::]", "::") else settings.rerank.host
+    for extra in stack.replicas()[settings.rerank.replicas:]:
         stack.stop(extra)
     versions: dict[str, str] = {}
     for index, port in enumerate(settings.rerank_ports):
         name, address = replica_name(index), f"{host}:{port}"
-        with console.status(f"starting reranker {index + 1} of {settings.rerank_replicas} on {address} "
+        with console.status(f"starting reranker {index + 1} of {settings.rerank.replicas} on {address} "
                             "(loading the model)") as status:
             started = stack.start(name, replica_argv(settings, artifact, index),
                                   lambda: reranker_serving(address),
@@ -232,25 +235,24 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
     import uvicorn
 
     from frontend.app import Examples, create_app
-    from frontend.search import Grades, RerankerLink, SearchConfig, SearchService, example_pool, make_es
-    from reranker.client import Balancing
+    from frontend.search import Grades, RerankerLink, SearchService, example_pool, make_es
     from searchstack.edge import current_split
 
-    _check_port(settings.web_host, settings.web_port)
+    _check_port(settings.web.host, settings.web.port)
     grades = Grades.from_catalog(catalog)
     query_split = current_split(settings, catalog, out=console).split
     pool = example_pool([catalog.queries[q].text for q in query_split.test if q in catalog.queries], grades,
-                        settings.web_example_pool)
-    config = SearchConfig.from_settings(settings)
-    link = RerankerLink(settings.resolved_rerank_target, balancing=Balancing.from_settings(settings))
+                        settings.web.example_pool)
+    config = settings.web
+    link = RerankerLink(settings.resolved_rerank_target, balancing=settings.rerank.balancing)
     service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
-                            es_url=settings.resolved_es_url)
-    examples = Examples(service, pool, settings.web_examples).start()
+                            es_url=settings.resolved_es_url, alias=settings.index_alias)
+    examples = Examples(service, pool, settings.web.examples).start()
     app = create_app(service, examples, pipeline_dir=settings.artifacts_dir / "pipeline")
     err_console.print(f"search page on {settings.web_url} (Elasticsearch {settings.resolved_es_url}, "
                       f"reranker {settings.resolved_rerank_target})", highlight=False)
     try:
-        uvicorn.run(app, host=settings.web_host.strip("[]"), port=settings.web_port, log_level="warning",
+        uvicorn.run(app, host=settings.web.host.strip("[]"), port=settings.web.port, log_level="warning",
                     access_log=False)
     finally:
         examples.stop()

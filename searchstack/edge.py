@@ -76,3 +76,13 @@ def current_split(settings: Settings, catalog: Catalog, out: Console | None = No
     if choice.written:
         (out or console).print(f"wrote split {choice.split.split_id} to {choice.path}")
     return choice
+
+
+def print_evaluation(evaluation, out: Console) -> None:
+    """The pipeline's evaluate stage (reranker.training.pipeline.Evaluation): table, tests, timings."""
+    from evaluation.report import print_significance, print_speed, print_table
+
+    print_table(evaluation.result, out)
+    print_significance(evaluation.tests, out)
+    print_speed(evaluation.speed, out)
+

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from indexer.bulk_index import index_catalog
 from indexer.records import Judgment, Query
-from reranker.server.models import RerankOutput
-from reranker.serving.online import build_tiny_artifact
+from common.results import Reranking
+from tests.tiny_artifact import build_tiny_artifact
 from searchstack.stack import RERANKER, WEB, Stack, replica_name, reranker_serving, shopsearch_argv, web_answering
 from tests.conftest import SMALL_PRODUCTS, free_port, make_catalog
 
@@ -55,7 +55,7 @@ class SlowModel:
     def warm_up(self) -> None:
         self.model.warm_up()
 
-    def rerank(self, query, candidates, explain=False) -> RerankOutput:
+    def rerank(self, query, candidates, explain=False) -> Reranking:
         time.sleep(self.delay_s)
         return self.model.rerank(query, candidates, explain)
 

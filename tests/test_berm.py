@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from reranker.models.berm import Berm, BermConfig, check_batch, kernel_mus
-from reranker.models.berm_o import BermO, BermOConfig, OnnxBermO, export_onnx
+from common.settings import OnnxThreads
+from reranker.models.berm_o import BermO, BermOConfig
+from reranker.serving.onnx_runner import OnnxBermO
+from reranker.training.export import export_onnx
 from reranker.text import Vocab, tokenize
 from reranker.training.distill import (
     DistillConfig,
@@ -230,7 +233,7 @@ def test_berm_o_forward_equals_online_with_precomputed_contexts() -> None:
 @pytest.mark.parametrize("use_k_order", [True, False])
 def test_onnx_export_matches_torch(tmp_path, use_k_order: bool) -> None:
     model = berm_o(use_k_order=use_k_order)
-    onnx_model = OnnxBermO(export_onnx(model, tmp_path / "berm_o.onnx"), intra_op_num_threads=1)
+    onnx_model = OnnxBermO(export_onnx(model, tmp_path / "berm_o.onnx"), OnnxThreads(intra_threads=1))
     for n, lq, li, seed in [(3, 2, 6, 3), (11, 5, 9, 4)]:
         with torch.no_grad():
             inputs = online_inputs(model, make_batch(n, lq, li, seed))
@@ -386,7 +389,7 @@ def test_zero_order_with_cosine_needs_the_vectors() -> None:
 @pytest.mark.parametrize("use_cosine", [True, False])
 def test_onnx_export_with_and_without_cosine_matches_torch(tmp_path, use_cosine: bool) -> None:
     model = berm_o(use_cosine=use_cosine)
-    from reranker.models.berm_o import example_online_inputs
+    from reranker.training.export import example_online_inputs
 
     inputs = example_online_inputs(model.config, n=4)
     onnx = OnnxBermO(export_onnx(model, tmp_path / "m.onnx"))

@@ -15,16 +15,21 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from elasticsearch import Elasticsearch
 
-from reranker.client import Candidate, RerankClient
-from reranker.server.app import RerankServer, ServerConfig
-from reranker.server.models import load_berm_o
-from reranker.serving.online import build_tiny_artifact
+from common.settings import RerankSettings
+from es_config import retrieval
 from es_config.local_node import PLUGIN_PROJECT
+from es_config.query import bm25_query
+from reranker.client import RerankClient
+from reranker.server.app import RerankServer
+from reranker.server.models import load_berm_o
 from tests.conftest import SMALL_PRODUCTS, test_node
+from tests.tiny_artifact import build_tiny_artifact
 
 ES_PORT = int(os.environ.get("SHOPSEARCH_TEST_PLUGIN_ES_PORT", "9231"))
 ES_PORT_2 = int(os.environ.get("SHOPSEARCH_TEST_PLUGIN_ES_PORT_2", str(ES_PORT + 1)))
@@ -41,6 +46,7 @@ TITLES = {**dict(SMALL_PRODUCTS), **{f"d{i}": f"{brand} {volts}V Cordless Drill 
                                                 ("Metabo", 18, "Hammer"), ("Ridgid", 18, "Octane"), ("Kobalt", 24, "XTR")])}}
 QUERIES = ["cordless drill", "paint brush", "claw hammer", "tool box"]
 QUERY = "cordless drill"
+SEARCHED = "cordless drill hammer"  # the first stage's text: more of the small catalog matches it
 
 
 class Switchable:
@@ -85,7 +91,7 @@ def model(tmp_path_factory) -> Switchable:
 
 @pytest.fixture(scope="module")
 def service(model):
-    server = RerankServer(ServerConfig(port=RERANK_PORT, grace_s=1), model=model)
+    server = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
     server.start()
     server.wait_ready(60)
     holder = {"server": server}
@@ -129,8 +135,20 @@ def make_index(url: str, name: str, shards: int, replicas: int = 0) -> str:
     return name
 
 
+@lru_cache(maxsize=None)
+def es_at(url: str) -> Elasticsearch:
+    return Elasticsearch(url)
+
+
+def bm25(url: str, index: str, shard: int | None = None) -> list:
+    """The first stage (es_config.retrieval, the project's BM25 query): every match, in BM25 order."""
+    preference = None if shard is None else f"_shards:{shard}"
+    return retrieval.search(es_at(url), index, SEARCHED, len(TITLES), titles=False, preference=preference).candidates
+
+
 def search_body(window: int, **params) -> dict:
-    return {"query": {"match": {"title": "cordless drill hammer"}}, "size": len(TITLES),
+    """The same BM25 query, with the plugin's rescore (its responses are what these tests read)."""
+    return {"query": bm25_query(SEARCHED), "size": len(TITLES),
             "rescore": {"window_size": window, "shopsearch": {"query_text": QUERY, **params}}}
 
 
@@ -152,21 +170,17 @@ def expected_scores(url: str, index: str, shards: int, window: int) -> tuple[dic
     """Each shard's BM25 list from Elasticsearch, its window reranked by the service directly: the
     final score every hit should get, the ids the model placed, and each shard's reranked order."""
     scores, placed, orders = {}, set(), []
-    body = {"query": search_body(window)["query"], "size": len(TITLES)}
     with RerankClient(TARGET, timeout_s=10) as client:
         for shard in range(shards):
-            status, result = http("POST", f"{url}/{index}/_search?preference=_shards:{shard}", body)
-            assert status == 200, result
-            hits = result["hits"]["hits"]
-            candidates = [Candidate(h["_id"], h["_score"], rank + 1) for rank, h in enumerate(hits[:window])]
-            answer = client.rerank(QUERY, candidates)
+            hits = bm25(url, index, shard)
+            answer = client.rerank(QUERY, hits[:window])
             orders.append([item.product_id for item in answer.items if item.reranked])
             for item in answer.items:
                 if item.reranked:
                     scores[item.product_id] = reranked_score(item.score)
                     placed.add(item.product_id)
             for h in hits:
-                scores.setdefault(h["_id"], tail_score(h["_score"]))
+                scores.setdefault(h.product_id, tail_score(h.bm25))
     return scores, placed, orders
 
 
@@ -197,14 +211,13 @@ def test_one_shard_order_is_the_services_order_then_bm25(node_url) -> None:
     status, result = http("POST", f"{node_url}/{index}/_search", search_body(window))
     assert status == 200
     ids = [h["_id"] for h in result["hits"]["hits"]]
-    status, bm25 = http("POST", f"{node_url}/{index}/_search", {"query": search_body(window)["query"], "size": len(TITLES)})
-    bm25_hits = bm25["hits"]["hits"]
+    bm25_hits = bm25(node_url, index)
     with RerankClient(TARGET, timeout_s=10) as client:
-        answer = client.rerank(QUERY, [Candidate(h["_id"], h["_score"], r + 1) for r, h in enumerate(bm25_hits[:window])])
+        answer = client.rerank(QUERY, bm25_hits[:window])
     service_order = [item.product_id for item in answer.items]
     assert ids[:window] == service_order
     # (the untrained tiny model may keep BM25's order; the scores below prove the model placed them)
-    assert ids[window:] == [h["_id"] for h in bm25_hits[window:]]
+    assert ids[window:] == [h.product_id for h in bm25_hits[window:]]
     after = stats(node_url)
     assert after["reranked"] == before["reranked"] + 1 and after["fallback_total"] == before["fallback_total"]
     assert_reranked(node_url, index, shards=1, window=window)
@@ -230,8 +243,7 @@ def test_explain_says_which_part_came_from_the_model(node_url) -> None:
 # -- failures -----------------------------------------------------------------------------------
 
 def bm25_ids(url: str, index: str) -> list[str]:
-    status, result = http("POST", f"{url}/{index}/_search", {"query": search_body(5)["query"], "size": len(TITLES)})
-    return [h["_id"] for h in result["hits"]["hits"]]
+    return [h.product_id for h in bm25(url, index)]
 
 
 def assert_fallback(url: str, index: str, reason: str) -> None:
@@ -272,7 +284,7 @@ def test_service_down_slow_or_failing_keeps_bm25_order_and_recovers(node_url, se
     assert_fallback(node_url, index, "unavailable")
     log = Path(plugin_node(ES_PORT).node_dir / "logs" / f"shopsearch-plugin-{ES_PORT}.log")
     assert "shopsearch rescore fell back to BM25 order (unavailable)" in log.read_text()
-    restarted = RerankServer(ServerConfig(port=RERANK_PORT, grace_s=1), model=model)
+    restarted = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
     restarted.start()
     restarted.wait_ready(60)
     service["server"] = restarted

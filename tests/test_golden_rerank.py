@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from reranker.client import RerankClient
-from reranker.server.app import RerankServer, ServerConfig
+from common.results import Candidate
+from common.settings import RerankSettings
+from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
-from reranker.serving.online import Candidate, OnlineReranker, build_tiny_artifact
+from reranker.serving.online import OnlineReranker
+from tests.tiny_artifact import build_tiny_artifact
 from tests.conftest import SMALL_PRODUCTS
 
 GOLDEN = Path(__file__).parent / "golden" / "rerank_tiny_berm_o.json"
@@ -68,7 +71,7 @@ def test_the_service_answers_the_pinned_order(artifact: Path) -> None:
     if os.environ.get("SHOPSEARCH_REGEN_GOLDEN"):
         pytest.skip("regenerating the golden file")
     golden = json.loads(GOLDEN.read_text())
-    with RerankServer(ServerConfig(port=0, metrics_port=None), loader=load_berm_o, artifact=artifact) as server:
+    with RerankServer(RerankSettings(port=0, metrics_port=None, reload_poll_s=0), loader=load_berm_o, artifact=artifact) as server:
         server.wait_ready(120)
         with RerankClient(server.target) as client:
             for query, pinned in golden["orders"].items():

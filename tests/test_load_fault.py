@@ -66,7 +66,8 @@ def test_two_replicas_lose_nothing_to_a_kill_and_a_rolling_reload(replicated, es
     while a replica is down stays near zero (the other takes the traffic), and the answers name the
     old version, then the new one."""
     from bench.load import Replica, replica_faults
-    from reranker.serving.online import OnlineReranker, build_tiny_artifact
+    from reranker.serving.online import OnlineReranker
+    from tests.tiny_artifact import build_tiny_artifact
     from tests.shop_page import TITLES
 
     page, alias = replicated

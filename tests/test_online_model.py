@@ -16,9 +16,12 @@ from indexer.records import Product
 from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import NeighborSampler
 from reranker.models.berm_o import BermO
-from reranker.serving.online import ArtifactError, Candidate, OnlineReranker, build_tiny_artifact
+from common.results import Candidate
+from reranker.serving import ArtifactError
+from reranker.serving.online import OnlineReranker
 from reranker.serving.text_encoder import TextEncoder
 from reranker.text import Vocab
+from tests.tiny_artifact import build_tiny_artifact
 
 TITLES = {
     "p1": "cordless drill 18 volt with battery", "p2": "hammer drill bit set 10 piece",
@@ -57,8 +60,9 @@ def test_one_score_per_candidate_in_input_order_and_parts_add_up(online):
     out = online.rerank("cordless drill", candidates(), explain=True)
     assert [s.product_id for s in out.scored] == list(TITLES) and out.unscored == []
     for s in out.scored:
-        assert s.score == pytest.approx(s.zero_order + s.k_order + s.bm25_part, abs=1e-5)
-        assert s.neighbors and {n.path for n in s.neighbors} <= {"Q-I", "Q-I-Q", "I-Q", "I-Q-I"}
+        e = s.explanation
+        assert s.score == pytest.approx(e.zero_order + e.k_order + e.bm25_part, abs=1e-5)
+        assert e.neighbors and {n.path for n in e.neighbors} <= {"Q-I", "Q-I-Q", "I-Q", "I-Q-I"}
     assert len({round(s.score, 6) for s in out.scored}) > 1  # the scores depend on the item
     assert set(out.timings_ms) == {"query_context", "item_lookup", "onnx"}
 
@@ -101,9 +105,10 @@ def test_an_item_sent_with_its_text_gets_the_word_match_of_the_known_one(online)
     long_title = TITLES["p1"] + " and a long list of words after it"
     batch = candidates(["p2", "p1"]) + [Candidate("p1-copy", 0.5, 3, TITLES["p1"]), Candidate("long", 0.4, 4, long_title)]
     by_id = {s.product_id: s for s in online.rerank("cordless drill", batch).scored}
-    assert by_id["p1-copy"].zero_order == pytest.approx(by_id["p1"].zero_order, abs=1e-5)
+    assert by_id["p1-copy"].explanation.zero_order == pytest.approx(by_id["p1"].explanation.zero_order, abs=1e-5)
     alone = online.rerank("cordless drill", candidates(["p2", "p1"])).scored
-    assert [s.zero_order for s in alone] == pytest.approx([by_id["p2"].zero_order, by_id["p1"].zero_order], abs=1e-5)
+    assert [s.explanation.zero_order for s in alone] == pytest.approx(
+        [by_id["p2"].explanation.zero_order, by_id["p1"].explanation.zero_order], abs=1e-5)
 
 
 def test_missing_or_corrupt_artifact_gives_one_line(artifact, tmp_path):

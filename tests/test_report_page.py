@@ -17,7 +17,8 @@ from evaluation.report import write_json
 from evaluation.runner import evaluate_rankers
 from evaluation.significance import paired_tests
 from frontend.app import BackgroundServer, Examples, create_app
-from frontend.search import Grades, SearchConfig, SearchService, make_es
+from common.settings import WebSettings
+from frontend.search import Grades, SearchService, make_es
 from indexer.bulk_index import index_catalog
 from tests.shop_page import drop_alias, page_catalog
 from tests.test_demo_page import chromium_path, shot
@@ -47,9 +48,9 @@ def evaluated(es, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(es_url, evaluated):
-    config = SearchConfig(alias="test-report-page")
+    config = WebSettings()
     service = SearchService(make_es(es_url, config.es_timeout_ms), None, config, Grades.from_catalog(page_catalog()),
-                            es_url=es_url)
+                            es_url=es_url, alias="test-report-page")
     with BackgroundServer(create_app(service, Examples(fixed=[]), pipeline_dir=evaluated[0])) as server:
         yield server
 
@@ -129,8 +130,8 @@ def test_compare_lists_queries_by_change_and_filters_losses(server, browser, eva
 
 
 def test_no_run_yet_is_a_clear_message(es_url, tmp_path) -> None:
-    config = SearchConfig(alias="test-report-page")
-    service = SearchService(make_es(es_url, config.es_timeout_ms), None, config)
+    config = WebSettings()
+    service = SearchService(make_es(es_url, config.es_timeout_ms), None, config, alias="test-report-page")
     with BackgroundServer(create_app(service, Examples(fixed=[]), pipeline_dir=tmp_path)) as server:
         for path in ("/report", "/compare"):
             try:

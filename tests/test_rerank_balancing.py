@@ -12,9 +12,10 @@ from collections import Counter
 import pytest
 from grpc_health.v1 import health_pb2
 
-from reranker.client import Balancing, Candidate, RerankClient, RerankError, names_several
+from reranker.client import Balancing, Candidate, RerankClient, RerankError, names_several, service_config
 from reranker.rpc.stubs import RERANKER_SERVICE
-from reranker.server.app import RerankServer, ServerConfig
+from common.settings import RerankSettings
+from reranker.server.app import RerankServer
 from reranker.server.models import Bm25Order
 from searchstack.settings import Settings
 
@@ -38,7 +39,7 @@ class NeverReady(Replica):
 
 
 def serve(model) -> RerankServer:
-    srv = RerankServer(ServerConfig(port=0, grace_s=1.0, workers=8), model=model)
+    srv = RerankServer(RerankSettings(port=0, grace_s=1.0, workers=8, metrics_port=None, reload_poll_s=0), model=model)
     srv.start()
     return srv
 
@@ -147,13 +148,13 @@ def test_the_service_config_is_grpcs_own_and_follows_the_settings(monkeypatch) -
     assert names_several("ipv4:127.0.0.1:1,127.0.0.1:2") and names_several("dns:///reranker:50051")
     assert not names_several("127.0.0.1:50051")
     monkeypatch.setenv("SHOPSEARCH_RERANK_RETRY_ATTEMPTS", "4")
-    balancing = Balancing.from_settings(Settings())
-    config = balancing.service_config("ipv4:127.0.0.1:1,127.0.0.1:2")
+    balancing = Settings().rerank.balancing
+    config = service_config(balancing, "ipv4:127.0.0.1:1,127.0.0.1:2")
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
     assert config["healthCheckConfig"] == {"serviceName": RERANKER_SERVICE}
     policy = config["methodConfig"][0]["retryPolicy"]
     assert policy["maxAttempts"] == 4 and policy["retryableStatusCodes"] == ["UNAVAILABLE"]
     # one address: no health checks, so a loading server's own reason reaches the caller
-    assert "healthCheckConfig" not in balancing.service_config("127.0.0.1:50051")
+    assert "healthCheckConfig" not in service_config(balancing, "127.0.0.1:50051")
     with pytest.raises(ValueError):
         Settings(rerank_lb_policy="random")

@@ -16,9 +16,10 @@ import pytest
 
 from es_config.query import bm25_query
 from reranker.client import Candidate, RerankClient
-from reranker.server.app import RerankServer, ServerConfig
+from common.settings import RerankSettings
+from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
-from reranker.serving.online import build_tiny_artifact
+from tests.tiny_artifact import build_tiny_artifact
 from tests.conftest import SMALL_PRODUCTS, free_port
 from tests.test_cli import assert_one_line_error, shopsearch
 
@@ -72,7 +73,7 @@ def test_rerank_prints_both_orders_side_by_side(artifact: Path, es, es_url: str,
     from indexer.bulk_index import index_catalog
 
     index_catalog(es, small_catalog, alias, progress=False)
-    config = ServerConfig(port=0)
+    config = RerankSettings(port=0, metrics_port=None, reload_poll_s=0)
     with RerankServer(config, loader=load_berm_o, artifact=artifact) as server:
         server.wait_ready(120)
         env = {"SHOPSEARCH_INDEX_ALIAS": alias, "SHOPSEARCH_RERANK_TARGET": server.target}

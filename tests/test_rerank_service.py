@@ -14,17 +14,18 @@ import shutil
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 
+from common.settings import Limits, RerankSettings
 from reranker.client import Candidate, RerankClient, RerankError
-from reranker.server.app import RerankServer, ServerConfig
-from reranker.server.errors import ServerStartError
+from reranker.server.app import RerankServer, ServerStartError
 from reranker.server.models import Bm25Order, load_berm_o
-from reranker.server.validation import Limits
-from reranker.serving.online import OnlineReranker, build_tiny_artifact
+from reranker.serving.online import OnlineReranker
+from tests.tiny_artifact import build_tiny_artifact
 from tests.conftest import SMALL_PRODUCTS
 
 TITLES = dict(SMALL_PRODUCTS)
@@ -32,8 +33,9 @@ QUERIES = ["cordless drill", "paint brush", "claw hammer", "tool box"]
 LIMITS = Limits(max_candidates=50, max_text_chars=200, max_query_chars=100)
 
 
-def config(**overrides) -> ServerConfig:
-    return ServerConfig(**{"port": 0, "limits": LIMITS, "grace_s": 2.0, **overrides})
+def config(**overrides) -> RerankSettings:
+    return RerankSettings(**{"port": 0, "limits": LIMITS, "grace_s": 2.0, "metrics_port": None, "reload_poll_s": 0,
+                             **overrides})
 
 
 def bm25_list(ids: list[str] | None = None) -> list[Candidate]:
@@ -415,8 +417,7 @@ class ForgetfulModel(Bm25Order):
 
     def rerank(self, query, candidates, explain=False):
         output = super().rerank(query, candidates, explain)
-        output.scored.pop()
-        return output
+        return replace(output, scored=output.scored[:-1])
 
 
 def test_a_model_that_loses_a_score_is_an_internal_error_not_a_short_answer() -> None:
@@ -446,8 +447,8 @@ def _concurrency_cases() -> list[tuple[str, list[Candidate], bool]]:
 
 
 def _answer(output) -> list[tuple]:
-    return [(s.product_id, s.score, s.zero_order, s.k_order, [(n.path, n.node_id, n.attention) for n in s.neighbors])
-            for s in output.scored] + [("unscored", tuple(output.unscored))]
+    return [(s.product_id, s.score, s.rank, s.explanation.zero_order, s.explanation.k_order,
+             [(n.path, n.node_id, n.attention) for n in s.explanation.neighbors]) for s in output.scored] + [("unscored", tuple(output.unscored))]
 
 
 def test_concurrent_scoring_gives_the_sequential_answers(artifacts) -> None:
@@ -553,10 +554,10 @@ def test_onnx_thread_counts_come_from_the_settings(monkeypatch) -> None:
 
     monkeypatch.setenv("SHOPSEARCH_RERANK_ONNX_INTRA_THREADS", "2")
     monkeypatch.setenv("SHOPSEARCH_RERANK_WORKERS", "5")
-    cfg = ServerConfig.from_settings(Settings())
-    assert (cfg.onnx_threads.intra_op, cfg.onnx_threads.inter_op, cfg.workers) == (2, 1, 5)
+    cfg = Settings().rerank
+    assert (cfg.onnx.intra_threads, cfg.onnx.inter_threads, cfg.workers) == (2, 1, 5)
     monkeypatch.delenv("SHOPSEARCH_RERANK_WORKERS")
-    assert 8 <= Settings().rerank_workers <= 32
+    assert 8 <= Settings().rerank.workers <= 32
 
 
 # -- replicas: a rolling model update --------------------------------------------------------------------

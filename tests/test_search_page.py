@@ -15,13 +15,15 @@ import pytest
 from es_config.query import bm25_query
 from evaluation.metrics import END_TO_END_METRICS, ranx_metrics
 from frontend.app import BackgroundServer, Examples, create_app
-from frontend.search import (BadRequest, Grades, RerankerLink, SearchConfig, SearchService, SearchUnavailable,
+from frontend.search import (BadRequest, Grades, RerankerLink, SearchService, SearchUnavailable,
                              example_pool, make_es, ndcg_at, pick_examples)
 from indexer.bulk_index import index_catalog
 from reranker.client import Candidate, RerankClient
-from reranker.server.app import RerankServer, ServerConfig
+from common.settings import RerankSettings, WebSettings
+from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
-from reranker.serving.online import OnlineReranker, build_tiny_artifact
+from reranker.serving.online import OnlineReranker
+from tests.tiny_artifact import build_tiny_artifact
 from tests.conftest import free_port
 from tests.shop_page import ARTIFACT_QUERIES, GRADES, TITLES, SlowModel, page_catalog
 
@@ -35,7 +37,7 @@ def artifact(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reranker(artifact) -> RerankServer:
-    with RerankServer(ServerConfig(port=0, grace_s=1), loader=load_berm_o, artifact=artifact) as server:
+    with RerankServer(RerankSettings(port=0, grace_s=1, metrics_port=None, reload_poll_s=0), loader=load_berm_o, artifact=artifact) as server:
         server.wait_ready(120)
         yield server
 
@@ -51,9 +53,9 @@ def shop(es, es_url) -> str:
 
 
 def service_for(es_url: str, alias: str, target: str | None, **overrides) -> SearchService:
-    config = SearchConfig(alias=alias, **{**CONFIG, **overrides})
+    config = WebSettings(**{**CONFIG, **overrides})
     return SearchService(make_es(es_url, config.es_timeout_ms), RerankerLink(target) if target else None, config,
-                         Grades.from_catalog(page_catalog()), es_url=es_url)
+                         Grades.from_catalog(page_catalog()), es_url=es_url, alias=alias)
 
 
 @pytest.fixture
@@ -155,7 +157,7 @@ def test_reranker_down_falls_back_to_bm25_and_says_so(es_url, shop, es) -> None:
 
 def test_reranker_slower_than_its_deadline_falls_back(es_url, shop, artifact) -> None:
     slow = SlowModel(OnlineReranker.load(artifact), delay_s=20.0)
-    with RerankServer(ServerConfig(port=0, grace_s=0), model=slow) as server:
+    with RerankServer(RerankSettings(port=0, grace_s=0, metrics_port=None, reload_poll_s=0), model=slow) as server:
         server.wait_ready(120)
         service = service_for(es_url, shop, server.target, rerank_deadline_ms=300)
         result = service.search("cordless drill")

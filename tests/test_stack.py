@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reranker.serving.online import build_tiny_artifact
+from tests.tiny_artifact import build_tiny_artifact
 from searchstack.stack import Stack, StackError
 from tests.conftest import free_port
 from tests.shop_page import ARTIFACT_QUERIES, TITLES, drop_alias, write_generic_catalog
@@ -146,7 +146,7 @@ def test_replicas_on_consecutive_ports_serve_one_version_behind_one_target(tmp_p
             served = [line for line in text.splitlines() if line.startswith("shopsearch_rerank_requests_total")]
             assert served and float(served[0].split()[-1]) >= 2, (index, served)
         # a later run with fewer replicas stops the extra ones and reuses the rest
-        fewer = settings.model_copy(update={"rerank_replicas": 2})
+        fewer = settings.model_copy(update={"rerank": settings.rerank.model_copy(update={"replicas": 2})})
         assert start_replicas(fewer, stack, artifact, Console(file=io.StringIO())) == \
             f"ipv4:127.0.0.1:{port},127.0.0.1:{port + 1}"
         assert stack.replicas() == ["reranker", "reranker-2"]

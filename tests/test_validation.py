@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from reranker.rpc.stubs import pb
-from reranker.server.validation import InvalidRequest, Limits, parse_request
+from common.settings import Limits
+from reranker.server.validation import InvalidRequest, parse_request
 
 
 def request(*candidates: tuple[str, float, int]) -> "pb.RerankRequest":

@@ -9,7 +9,8 @@ and with a k-order part that splits into an offline and an online half:
   (paths I-Q, I-Q-I) and once per query (paths Q-I, Q-I-Q): `precompute_contexts`.
 - online, per pair: cos(c_p, the other side's vector) (item-side paths against q_vec, query-side
   paths against i_vec), w_p and a "has neighbors" flag per path -> MLP -> k_order:
-  `forward_online`, which is what `export_onnx` writes and `OnnxBermO` runs.
+  `forward_online`, which is what reranker/training/export.py writes to ONNX and
+  reranker/serving/onnx_runner.py runs.
 
 Choices where the paper is silent (the rest as in reranker/models/berm.py, whose blocks are reused):
 - The query side and the item side have their own attention layers (two paths each).
@@ -17,18 +18,13 @@ Choices where the paper is silent (the rest as in reranker/models/berm.py, whose
   a node with no neighbors on a path has c_p = 0, cosine 0, w_p = 0 and has = 0.
 - `has` is float32 0/1 (not bool) so the online graph takes only int64 and float32 inputs.
 - With `use_k_order=False` no k-order layers exist: contexts come back as zeros and k_order is 0.
-- ONNX export uses the TorchScript exporter (`dynamo=False`), opset 17, with N, Lq and Li dynamic:
-  the torch.export-based exporter needs `onnxscript`, which the project does not depend on.
 """
 
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,12 +39,7 @@ from reranker.models.berm import (
 )
 from reranker.text import Vocab
 
-log = logging.getLogger(__name__)
-
 MODEL_VERSION = "berm-o-2"  # 2: the 0-order part reads the bi-encoder cosine
-ONNX_INPUTS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "q_ctx", "q_ctx_w", "q_has",
-               "i_ctx", "i_ctx_w", "i_has", "bm25")
-ONNX_OUTPUTS = ("score", "zero_order", "k_order")
 SIDES = {"query": slice(0, 2), "item": slice(2, 4)}  # which contract paths each side aggregates
 
 
@@ -163,120 +154,3 @@ class BermO(nn.Module):
         model = cls(read_config(BermOConfig, folder / f"{cls.name}_config.json"))
         load_weights(model, folder / f"{cls.name}.pt")
         return model
-
-
-# ----------------------------------------------------------------------------------------------
-# ONNX: export the online half, run it with onnxruntime
-
-
-class _OnlineGraph(nn.Module):
-    """forward_online as a module's forward, for the exporter."""
-
-    def __init__(self, model: BermO) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.forward_online(*inputs)
-
-
-def example_online_inputs(config: BermOConfig, n: int = 2, lq: int = 3, li: int = 5) -> tuple[torch.Tensor, ...]:
-    """Random inputs for forward_online, in ONNX_INPUTS order."""
-    g = torch.Generator().manual_seed(0)
-    d = config.vec_dim
-    return (torch.randint(2, config.vocab_size, (n, lq), generator=g),
-            torch.randint(2, config.vocab_size, (n, li), generator=g),
-            torch.randn(n, d, generator=g), torch.randn(n, d, generator=g),
-            torch.randn(n, 2, d, generator=g), torch.rand(n, 2, generator=g), torch.ones(n, 2),
-            torch.randn(n, 2, d, generator=g), torch.rand(n, 2, generator=g), torch.ones(n, 2),
-            torch.rand(n, generator=g))
-
-
-def export_onnx(model: BermO, path: Path) -> Path:
-    """Write forward_online to `path` (opset 17; N, Lq and Li dynamic). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {name: {0: "n"} for name in (*ONNX_INPUTS, *ONNX_OUTPUTS)}
-    dynamic["q_tokens"] = {0: "n", 1: "lq"}
-    dynamic["i_tokens"] = {0: "n", 1: "li"}
-    was_training = model.training
-    model.eval()
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
-            torch.onnx.export(_OnlineGraph(model), example_online_inputs(model.config), str(path), dynamo=False,
-                              opset_version=17, input_names=list(ONNX_INPUTS), output_names=list(ONNX_OUTPUTS),
-                              dynamic_axes=dynamic)
-    finally:
-        model.train(was_training)
-    log.info("exported BERM-O online graph to %s", path)
-    return path
-
-
-class OnnxBermO:
-    """The exported online graph under onnxruntime (CPU); same inputs and outputs as forward_online."""
-
-    def __init__(self, path: Path, intra_op_num_threads: int = 1, inter_op_num_threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
-        options.inter_op_num_threads = inter_op_num_threads
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}  # unused inputs may be pruned
-
-    def run(self, q_tokens: np.ndarray, i_tokens: np.ndarray, q_vec: np.ndarray, i_vec: np.ndarray,
-            q_ctx: np.ndarray, q_ctx_w: np.ndarray, q_has: np.ndarray, i_ctx: np.ndarray, i_ctx_w: np.ndarray,
-            i_has: np.ndarray, bm25: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, zero_order, k_order), float32 [N] each."""
-        values = (q_tokens, i_tokens, q_vec, i_vec, q_ctx, q_ctx_w, q_has, i_ctx, i_ctx_w, i_has, bm25)
-        feed = {}
-        for name, value in zip(ONNX_INPUTS, values):
-            if name in self.input_names:
-                dtype = np.int64 if name.endswith("tokens") else np.float32
-                feed[name] = np.ascontiguousarray(value, dtype=dtype)
-        score, zero_order, k_order = self.session.run(list(ONNX_OUTPUTS), feed)
-        return score, zero_order, k_order
-
-    __call__ = run
-
-
-class _ContextGraph(nn.Module):
-    """One side's offline half (`precompute_contexts`) as a module, for the exporter."""
-
-    def __init__(self, model: BermO, side: str) -> None:
-        super().__init__()
-        self.model, self.side = model, side
-
-    def forward(self, node_vec: torch.Tensor, nb_vec: torch.Tensor, nb_w: torch.Tensor,
-                nb_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        # the mask travels as float32 so the graph takes only float inputs
-        return self.model._contexts(node_vec, nb_vec, nb_w, nb_mask > 0.5, self.side)
-
-
-CONTEXT_INPUTS = ("node_vec", "nb_vec", "nb_w", "nb_mask")
-CONTEXT_OUTPUTS = ("ctx", "ctx_w", "has", "attention")
-
-
-def export_context_onnx(model: BermO, path: Path, side: str) -> Path:
-    """Write one side's context computation (node vectors + neighbors -> ctx, ctx_w, has, attention).
-
-    Serving runs it for what was not precomputed: an ad-hoc query, an item sent with its text.
-    """
-    if not model.config.use_k_order:
-        raise ValueError("a BERM-O without k-order layers has no context graph")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    d, k = model.config.vec_dim, 3
-    g = torch.Generator().manual_seed(0)
-    example = (torch.randn(2, d, generator=g), torch.randn(2, 2, k, d, generator=g), torch.rand(2, 2, k, generator=g),
-               torch.ones(2, 2, k))
-    dynamic = {"node_vec": {0: "m"}, "nb_vec": {0: "m", 2: "k"}, "nb_w": {0: "m", 2: "k"}, "nb_mask": {0: "m", 2: "k"},
-               "ctx": {0: "m"}, "ctx_w": {0: "m"}, "has": {0: "m"}, "attention": {0: "m", 2: "k"}}
-    model.eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(_ContextGraph(model, side), example, str(path), dynamo=False, opset_version=17,
-                          input_names=list(CONTEXT_INPUTS), output_names=list(CONTEXT_OUTPUTS), dynamic_axes=dynamic)
-    return path

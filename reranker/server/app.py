@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -21,53 +20,28 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.addresses import connectable
+from common.errors import ShopsearchError
+from common.settings import RerankSettings
 from reranker.rpc.stubs import ADMIN_SERVICE, RERANKER_SERVICE, pb_grpc
-from reranker.server.errors import ServerStartError
 from reranker.server.metrics import ServiceMetrics
-from reranker.server.models import ArtifactError, OnnxThreads, ServingModel
-from reranker.server.service import AdminServicer, RerankServicer, ServiceOptions
+from reranker.server.models import ArtifactError, ServingModel
+from reranker.server.service import AdminServicer, RerankServicer
 from reranker.server.slot import ArtifactWatcher, Loader, ModelSlot
-from reranker.server.validation import Limits
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    workers: int = 8
-    max_concurrent_rpcs: int = 64
-    limits: Limits = field(default_factory=Limits)
-    default_deadline_ms: float = 1000.0
-    metrics_port: int | None = None  # None = no /metrics endpoint
-    reload_poll_s: float = 0.0  # 0 = no file watch
-    grace_s: float = 10.0
-    onnx_threads: OnnxThreads = field(default_factory=OnnxThreads)  # for the BERM-O loader (berm_o_loader)
-
-    @classmethod
-    def from_settings(cls, settings, **overrides) -> "ServerConfig":
-        fields = dict(
-            host=settings.rerank_host, port=settings.rerank_port, workers=settings.rerank_workers,
-            max_concurrent_rpcs=settings.rerank_max_concurrent_rpcs,
-            limits=Limits(settings.rerank_max_candidates, settings.rerank_max_text_chars, settings.rerank_max_query_chars),
-            default_deadline_ms=settings.rerank_default_deadline_ms, metrics_port=settings.rerank_metrics_port,
-            reload_poll_s=settings.rerank_reload_poll_s, grace_s=settings.rerank_grace_s,
-            onnx_threads=OnnxThreads(settings.rerank_onnx_intra_threads, settings.rerank_onnx_inter_threads),
-        )
-        return cls(**{**fields, **overrides})
-
-    @property
-    def max_message_bytes(self) -> int:
-        # room for a full request of maximum-length texts (4 bytes a character at worst) plus framing
-        return max(4 << 20, self.limits.max_candidates * (4 * self.limits.max_text_chars + 256))
+class ServerStartError(ShopsearchError):
+    """The service refuses to start: a missing or corrupt artifact, a port it cannot listen on.
+    The message is one line."""
 
 
 class RerankServer:
-    """One service instance. Give it a loader and an artifact path (BERM-O), or a ready model
-    (`model=`: the teacher or the BM25 floor in benches, a tiny model in tests)."""
+    """One service instance, configured by the settings' rerank group (`settings.rerank`). Give it a
+    loader and an artifact path (BERM-O), or a ready model (`model=`: the teacher or the BM25 floor
+    in benches, a tiny model in tests)."""
 
-    def __init__(self, config: ServerConfig, loader: Loader | None = None, artifact: Path | None = None,
+    def __init__(self, config: RerankSettings, loader: Loader | None = None, artifact: Path | None = None,
                  model: ServingModel | None = None) -> None:
         if (artifact is None) == (model is None):
             raise ValueError("give either an artifact to load or a model, not both or neither")
@@ -96,7 +70,7 @@ class RerankServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rerank"),
                              options=options, maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
         pb_grpc.add_RerankerServicer_to_server(
-            RerankServicer(self.slot, self.metrics, ServiceOptions(cfg.limits, cfg.default_deadline_ms)), server)
+            RerankServicer(self.slot, self.metrics, cfg), server)
         pb_grpc.add_RerankerAdminServicer_to_server(AdminServicer(self.slot, self.metrics), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for service in ("", RERANKER_SERVICE):

@@ -5,20 +5,25 @@
 - `Bm25Order`: does nothing; its score is the BM25 score, so the server's ordering reproduces the
   BM25 list (the floor: what the gRPC server costs with no model at all).
 
-The server code is the same for all three; only what `rerank` does differs.
+The server code is the same for all three; only what `rerank` does differs. A model answers with
+common/results.py's `Reranking`. Importing this module loads no model code (the artifact's is
+imported when one is loaded).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from reranker.serving.online import ArtifactError, Candidate, OnlineReranker, OnnxThreads, RerankOutput, Scored
+from common.results import Candidate, Explanation, Reranking, ranked
+from common.settings import OnnxThreads, RerankSettings
+from reranker.serving import ArtifactError
 
-__all__ = ["ArtifactError", "Candidate", "RerankOutput", "Scored", "ServingModel", "Bm25Order", "TeacherModel",
-           "Serialized", "guard", "load_berm_o", "berm_o_loader", "OnnxThreads"]
+__all__ = ["ArtifactError", "ServingModel", "Bm25Order", "TeacherModel", "Serialized", "guard", "load_berm_o",
+           "berm_o_loader"]
 
 
 QUEUE = "queue"  # the timings key of time spent waiting for a model that runs one call at a time
@@ -31,7 +36,7 @@ class ServingModel(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> RerankOutput:
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> Reranking:
         """One score per scorable candidate, in input order; ids it cannot score go to `unscored`."""
         ...
 
@@ -52,13 +57,13 @@ class Serialized:
         with self._lock:
             self.model.warm_up()
 
-    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> RerankOutput:
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> Reranking:
         began = time.perf_counter()
         with self._lock:
             waited_ms = 1000 * (time.perf_counter() - began)
             output = self.model.rerank(query, candidates, explain)
         # the wait is queueing, not model work: the servicer reports it as its own stage
-        return RerankOutput(output.scored, output.unscored, {QUEUE: waited_ms, **output.timings_ms})
+        return replace(output, timings_ms={QUEUE: waited_ms, **output.timings_ms})
 
 
 def guard(model: ServingModel) -> ServingModel:
@@ -68,14 +73,17 @@ def guard(model: ServingModel) -> ServingModel:
     return Serialized(model)
 
 
-def load_berm_o(folder: Path, threads: OnnxThreads = OnnxThreads(), query_cache_size: int = 10_000) -> ServingModel:
+def load_berm_o(folder: Path, threads: OnnxThreads | None = None,
+                query_cache_size: int = RerankSettings.model_fields["query_cache_size"].default) -> ServingModel:
     """The BERM-O artifact in `folder`; raises ArtifactError (one line) when missing or corrupt."""
+    from reranker.serving.online import OnlineReranker  # torch, faiss and onnxruntime: only when serving one
+
     return OnlineReranker.load(Path(folder), threads, query_cache_size)
 
 
-def berm_o_loader(threads: OnnxThreads, query_cache_size: int = 10_000):
-    """A loader (path -> model) whose ONNX sessions use `threads`, for the server's slot."""
-    return lambda folder: load_berm_o(folder, threads, query_cache_size)
+def berm_o_loader(config: RerankSettings):
+    """A loader (path -> model) with the rerank group's ONNX threads and query cache, for the server's slot."""
+    return lambda folder: load_berm_o(folder, config.onnx, config.query_cache_size)
 
 
 class Bm25Order:
@@ -88,10 +96,10 @@ class Bm25Order:
     def warm_up(self) -> None:
         pass
 
-    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> RerankOutput:
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> Reranking:
         began = time.perf_counter()
-        scored = [Scored(c.product_id, float(c.bm25), 0.0, 0.0, float(c.bm25), []) for c in candidates]
-        return RerankOutput(scored, [], {"score": 1000 * (time.perf_counter() - began)})
+        scores = {c.product_id: (float(c.bm25), Explanation(0.0, 0.0, float(c.bm25))) for c in candidates}
+        return Reranking(ranked(candidates, scores), [], {"score": 1000 * (time.perf_counter() - began)})
 
 
 class TeacherModel:
@@ -114,11 +122,11 @@ class TeacherModel:
         some = list(self.titles.values())[:100] or ["warm up"]
         self.teacher.predict(["warm up"] * len(some), some)
 
-    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> RerankOutput:
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> Reranking:
         began = time.perf_counter()
         scorable = [(c, c.text or self.titles.get(c.product_id)) for c in candidates]
         kept = [(c, title) for c, title in scorable if title]
         logits = self.teacher.predict([query] * len(kept), [title for _, title in kept])
-        scored = [Scored(c.product_id, float(s), float(s), 0.0, 0.0, []) for (c, _), s in zip(kept, logits)]
+        scores = {c.product_id: (float(s), Explanation(float(s), 0.0, 0.0)) for (c, _), s in zip(kept, logits)}
         unscored = [c.product_id for c, title in scorable if not title]
-        return RerankOutput(scored, unscored, {"cross-encoder": 1000 * (time.perf_counter() - began)})
+        return Reranking(ranked(candidates, scores), unscored, {"cross-encoder": 1000 * (time.perf_counter() - began)})

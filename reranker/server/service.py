@@ -12,17 +12,18 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from common.errors import ShopsearchError
+from common.results import Candidate, Reranking
+from common.settings import RerankSettings
 from reranker.rpc.stubs import pb, pb_grpc
 from reranker.server.metrics import ServiceMetrics
-from reranker.server.models import QUEUE, ArtifactError, Candidate, RerankOutput, ServingModel
+from reranker.server.models import QUEUE, ArtifactError, ServingModel
 from reranker.server.slot import ModelSlot
-from reranker.server.validation import InvalidRequest, Limits, parse_request
+from reranker.server.validation import InvalidRequest, parse_request
 
 log = logging.getLogger(__name__)
 request_log = logging.getLogger("reranker.requests")  # one JSON line per request
@@ -40,14 +41,8 @@ class ModelContractError(ShopsearchError):
     """The model broke the protocol (a score missing, twice, or not a number): a bug, INTERNAL."""
 
 
-@dataclass
-class ServiceOptions:
-    limits: Limits = field(default_factory=Limits)
-    default_deadline_ms: float = 1000.0
-
-
-def check_output(candidates: list[Candidate], output: RerankOutput) -> None:
-    """Exactly one score per candidate, keyed by item id, or an explicit 'unscored'."""
+def check_output(candidates: list[Candidate], output: Reranking) -> None:
+    """Exactly one score per candidate, keyed by item id, or an explicit 'unscored'; ranks 1..n."""
     given = {c.product_id for c in candidates}
     scored_ids = [s.product_id for s in output.scored]
     if len(set(scored_ids)) != len(scored_ids):
@@ -61,13 +56,16 @@ def check_output(candidates: list[Candidate], output: RerankOutput) -> None:
     bad = next((s.product_id for s in output.scored if not math.isfinite(s.score)), None)
     if bad is not None:
         raise ModelContractError(f"the model returned a non-finite score for {bad!r}")
+    if sorted(s.rank for s in output.scored) != list(range(1, len(output.scored) + 1)):
+        raise ModelContractError("the model's ranks are not 1..n")
 
 
-def build_response(model: ServingModel, candidates: list[Candidate], output: RerankOutput, top_n: int,
+def build_response(model: ServingModel, candidates: list[Candidate], output: Reranking, top_n: int,
                    explain: bool) -> pb.RerankResponse:
-    """Scored items best first (ties: BM25 order), then unscored ones in BM25 order; `top_n` of them."""
+    """Scored items in the model's rank order (best first; ties: BM25 order), then unscored ones in
+    BM25 order; `top_n` of them. The one place the served answer becomes a message."""
     by_id = {c.product_id: c for c in candidates}
-    ranked = sorted(output.scored, key=lambda s: (-s.score, by_id[s.product_id].bm25_rank))
+    ranked = sorted(output.scored, key=lambda s: s.rank)
     tail = sorted((by_id[pid] for pid in output.unscored), key=lambda c: c.bm25_rank)
     response = pb.RerankResponse(model_name=model.name, model_version=model.version,
                                  status=pb.PARTIAL if tail else pb.RERANKED)
@@ -77,13 +75,13 @@ def build_response(model: ServingModel, candidates: list[Candidate], output: Rer
             f"without text; they follow the reranked ones in BM25 order")
     limit = top_n or len(candidates)
     for s in ranked[:limit]:
-        c = by_id[s.product_id]
-        item = response.items.add(item_id=s.product_id, score=s.score, rank=len(response.items) + 1,
-                                  bm25_score=c.bm25, bm25_rank=c.bm25_rank, reranked=True)
-        if explain:
-            item.explanation.zero_order, item.explanation.k_order = s.zero_order, s.k_order
-            item.explanation.bm25_part = s.bm25_part
-            for n in s.neighbors:
+        item = response.items.add(item_id=s.product_id, score=s.score, rank=s.rank, bm25_score=s.bm25,
+                                  bm25_rank=s.bm25_rank, reranked=True)
+        if explain and s.explanation is not None:
+            e = s.explanation
+            item.explanation.zero_order, item.explanation.k_order, item.explanation.bm25_part = \
+                e.zero_order, e.k_order, e.bm25_part
+            for n in e.neighbors:
                 item.explanation.neighbors.add(path=n.path, node_id=str(n.node_id), attention=n.attention)
     for c in tail[: max(0, limit - len(response.items))]:
         response.items.add(item_id=c.product_id, score=0.0, rank=len(response.items) + 1, bm25_score=c.bm25,
@@ -92,7 +90,7 @@ def build_response(model: ServingModel, candidates: list[Candidate], output: Rer
 
 
 class RerankServicer(pb_grpc.RerankerServicer):
-    def __init__(self, slot: ModelSlot, metrics: ServiceMetrics, options: ServiceOptions) -> None:
+    def __init__(self, slot: ModelSlot, metrics: ServiceMetrics, options: RerankSettings) -> None:
         self.slot, self.metrics, self.options = slot, metrics, options
         self._model_ms: dict[str, float] = {}  # per model version: moving average of the model call
 

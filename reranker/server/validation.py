@@ -2,27 +2,20 @@
 
 Every message names the offending field (and candidate, by index and id) so a client in any
 language can fix its request from the status text alone; the servicer sends it as
-INVALID_ARGUMENT.
+INVALID_ARGUMENT. The limits are the settings' (`settings.rerank.limits`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from common.errors import ShopsearchError
-from reranker.serving.online import Candidate
+from common.results import Candidate
+from common.settings import Limits
 
 
 class InvalidRequest(ShopsearchError, ValueError):
     """A request the service will not score; the message is one line, for the client."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_candidates: int = 1000
-    max_text_chars: int = 1000
-    max_query_chars: int = 512
 
 
 def parse_request(request, limits: Limits) -> tuple[str, list[Candidate]]:

@@ -23,37 +23,31 @@ Choices:
 - Safe to call from many threads at once (`thread_safe = True`): ONNX Runtime sessions run
   concurrently, the per-query cache has its own lock, and the neighbor sampler (plain dicts, pure
   Python, so it gains nothing from parallel callers) runs under another. The machine's cores are
-  used by concurrent requests, each ONNX run on `OnnxThreads.intra_op` threads (1 by default: a
+  used by concurrent requests, each ONNX run on `OnnxThreads.intra_threads` threads (1 by default: a
   100-candidate graph is too small to split, and requests already fill the cores).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import shutil
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from common.errors import ShopsearchError
-from indexer.embeddings import embed, load_bi_encoder
+from common.results import Candidate, Explanation, Neighbor, Reranking, ranked
+from common.settings import OnnxThreads, RerankSettings
 from indexer.faiss_store import StoreError, VectorStore
 from indexer.graph import ClickGraph
 from reranker.graph.context import ContextBuilder, minmax
 from reranker.graph.neighbors import ITEM_PATHS, QUERY_PATHS, NeighborSampler
-from reranker.models.berm_o import BermO, OnnxBermO, export_context_onnx, export_onnx
-from reranker.serving import text_encoder
-from reranker.text import MAX_QUERY_TOKENS, MAX_TITLE_TOKENS, Vocab
+from reranker.serving import ArtifactError, text_encoder
+from reranker.serving.onnx_runner import OnnxBermO, OnnxContext
+from reranker.text import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -63,218 +57,17 @@ REQUIRED = ("manifest.json", "pair.onnx", "items.npz", "item_neighbors.json", "g
             "query_store.faiss", "query_store_ids.json", "item_store.faiss", "item_store_ids.json", *text_encoder.FILES)
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run a block with `n` torch threads (setting it costs well under a microsecond)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-class ArtifactError(ShopsearchError):
-    """A missing or corrupt artifact; the message is one line."""
-
-
-@dataclass
-class Candidate:
-    product_id: str
-    bm25: float
-    bm25_rank: int  # 1-based
-    text: str | None = None  # the title, for items the artifact does not know
-
-
-@dataclass
-class Neighbor:
-    path: str  # "Q-I", "Q-I-Q", "I-Q", "I-Q-I"
-    node_id: str
-    attention: float
-
-
-@dataclass
-class Scored:
-    product_id: str
-    score: float
-    zero_order: float
-    k_order: float
-    bm25_part: float  # score == zero_order + k_order + bm25_part
-    neighbors: list[Neighbor] = field(default_factory=list)  # only with explain
-
-
-@dataclass
-class RerankOutput:
-    scored: list[Scored]  # in input order
-    unscored: list[str]  # unknown ids sent without text
-    timings_ms: dict[str, float]  # query_context (bi-encoder + neighbors, cached per query), item_lookup, onnx
-
-
-# ----------------------------------------------------------------------------------------------
-# building the artifact
-
-
-def _top_neighbors(paths: tuple[str, ...], ids: list[list[str]], attention: np.ndarray) -> list[list]:
+def top_neighbors(paths: tuple[str, ...], ids: list[list[str]], attention: np.ndarray) -> list[Neighbor]:
+    """Each path's most-attended neighbors (EXPLAIN_PER_PATH of them), best first; attention [P, K]."""
     out = []
     for p, name in enumerate(paths):
-        ranked = sorted(zip(ids[p], attention[p, : len(ids[p])].tolist()), key=lambda pair: -pair[1])
-        out.extend([name, node, round(float(a), 4)] for node, a in ranked[:EXPLAIN_PER_PATH])
+        best = sorted(zip(ids[p], attention[p, : len(ids[p])].tolist()), key=lambda pair: -pair[1])
+        out.extend(Neighbor(name, node, round(float(a), 4)) for node, a in best[:EXPLAIN_PER_PATH])
     return out
-
-
-@torch.inference_mode()
-def build_artifact(
-    folder: Path,
-    model: BermO,
-    vocab: Vocab,
-    graph: ClickGraph,
-    query_store: VectorStore,
-    item_store: VectorStore,
-    titles: dict[str, str],
-    *,
-    query_texts: dict[str, str] | None = None,
-    per_path: int = 5,
-    max_query_tokens: int = MAX_QUERY_TOKENS,
-    max_title_tokens: int = MAX_TITLE_TOKENS,
-    seed: int = 13,
-    extra: dict | None = None,
-    chunk: int = 2048,
-    progress: bool = True,
-    bi_encoder=None,
-) -> Path:
-    """Write a serving artifact for `model` into `folder` (built aside, then swapped in whole).
-
-    `bi_encoder` is the sentence-transformers model that made the stores' vectors (loaded when not
-    given); its ONNX export embeds new queries and items at serving time."""
-    from tqdm import tqdm
-
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.eval()
-    model.save(tmp, extra, vocab)
-    export_onnx(model, tmp / "pair.onnx")
-    if model.config.use_k_order:
-        export_context_onnx(model, tmp / "query_ctx.onnx", "query")
-        export_context_onnx(model, tmp / "item_ctx.onnx", "item")
-    text_encoder.export_text_encoder(bi_encoder or load_bi_encoder(), tmp)
-    graph.save(tmp / "graph.json")
-    query_store.save(tmp, "query_store")
-    item_store.save(tmp, "item_store")
-
-    sampler = NeighborSampler(graph, per_path=per_path, seed=seed)
-    builder = ContextBuilder(sampler, vocab, query_store, item_store, {}, None, per_path=per_path)
-    ids = [pid for pid in item_store.ids if pid in titles]
-    d = item_store.dim
-    tokens = np.zeros((len(ids), max_title_tokens), dtype=np.int32)
-    ctx = np.zeros((len(ids), 2, d), dtype=np.float16)
-    ctx_w = np.zeros((len(ids), 2), dtype=np.float32)
-    has = np.zeros((len(ids), 2), dtype=np.float32)
-    neighbors: dict[str, list] = {}
-    for start in tqdm(range(0, len(ids), chunk), desc="item contexts", unit="chunk", disable=not progress):
-        part = ids[start : start + chunk]
-        vecs = item_store.vectors_of(part)
-        filled = [builder.fill_with_ids(paths, ITEM_PATHS)
-                  for paths in sampler.item_paths_many(part, vecs, item_store)]
-        nb_vec = torch.from_numpy(np.stack([f[0] for f in filled]))
-        nb_w = torch.from_numpy(np.stack([f[1] for f in filled]))
-        nb_mask = torch.from_numpy(np.stack([f[2] for f in filled]))
-        c, w, h, attention = model._contexts(torch.from_numpy(vecs), nb_vec, nb_w, nb_mask, "item")
-        ctx[start : start + len(part)] = c.numpy().astype(np.float16)
-        ctx_w[start : start + len(part)] = w.numpy()
-        has[start : start + len(part)] = h.numpy()
-        for row, pid in enumerate(part):
-            encoded = vocab.encode(titles[pid], max_title_tokens)
-            tokens[start + row, : len(encoded)] = encoded
-            neighbors[pid] = _top_neighbors(ITEM_PATHS, filled[row][3], attention[row].numpy())
-        sampler.clear_cache()  # the cache would hold every item's sample; each item is visited once
-    np.savez(tmp / "items.npz", ids=np.array(ids), tokens=tokens, ctx=ctx, ctx_w=ctx_w, has=has)
-    (tmp / "item_neighbors.json").write_text(json.dumps(neighbors))
-    texts = query_texts or {q: q for q in graph.queries}
-    (tmp / "query_ids.json").write_text(json.dumps({text: q for q, text in texts.items() if graph.has_query(q)}))
-    manifest = {
-        "format": ARTIFACT_FORMAT,
-        "model": "BERM-O",
-        "model_version": model.config.model_version,
-        "use_k_order": model.config.use_k_order,
-        "per_path": per_path, "seed": seed,
-        "max_query_tokens": max_query_tokens, "max_title_tokens": max_title_tokens,
-        "items": len(ids), "graph_queries": len(graph.queries), "graph_edges": graph.num_edges,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **(extra or {}),
-    }
-    digest = hashlib.sha256((tmp / "pair.onnx").read_bytes() + (tmp / "items.npz").read_bytes()).hexdigest()[:12]
-    manifest["artifact_id"] = digest
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)
-    log.info("serving artifact %s: %d items, model %s", folder, len(ids), manifest["model_version"])
-    return folder
-
-
-def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str] | None = None, seed: int = 0) -> Path:
-    """A small but real artifact in seconds, for tests and benches: untrained BERM-O weights, real
-    bi-encoder vectors, FAISS stores and a click graph that joins each query to the titles sharing
-    its words (weight = share of the query's words found)."""
-    from reranker.models.berm_o import BermOConfig
-    from reranker.text import tokenize
-
-    if not titles:
-        raise ValueError("a tiny artifact needs at least one product title")
-    ids = list(titles)
-    if queries is None:  # pseudo-queries: the first two words of some titles
-        queries = sorted({" ".join(tokenize(titles[pid])[:2]) for pid in ids[:: max(1, len(ids) // 50)]} - {""})
-    words = {pid: set(tokenize(titles[pid])) for pid in ids}
-    edges = []
-    for q in queries:
-        q_words = set(tokenize(q))
-        for pid in ids:
-            share = len(q_words & words[pid]) / max(1, len(q_words))
-            if share > 0:
-                edges.append((q, pid, round(share, 4)))
-    graph = ClickGraph.from_edges(edges)
-    encoder = load_bi_encoder()
-    item_store = VectorStore.build(ids, embed(encoder, [titles[pid] for pid in ids], progress=False))
-    query_store = VectorStore.build(queries, embed(encoder, queries, progress=False))
-    vocab = Vocab.build([*titles.values(), *queries], min_count=1)
-    torch.manual_seed(seed)
-    model = BermO(BermOConfig(vocab_size=len(vocab)))
-    return build_artifact(folder, model, vocab, graph, query_store, item_store, titles, seed=seed,
-                          extra={"tiny": True}, progress=False, bi_encoder=encoder)
 
 
 # ----------------------------------------------------------------------------------------------
 # serving
-
-
-@dataclass(frozen=True)
-class OnnxThreads:
-    """ONNX Runtime's thread counts for every session of an artifact (0 = ONNX Runtime's default)."""
-
-    intra_op: int = 1
-    inter_op: int = 1
-
-
-class _OnnxContext:
-    def __init__(self, path: Path, threads: OnnxThreads = OnnxThreads()) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads.intra_op
-        options.inter_op_num_threads = threads.inter_op
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, node_vec: np.ndarray, nb_vec: np.ndarray, nb_w: np.ndarray, nb_mask: np.ndarray):
-        feed = {"node_vec": node_vec.astype(np.float32), "nb_vec": nb_vec.astype(np.float32),
-                "nb_w": nb_w.astype(np.float32), "nb_mask": nb_mask.astype(np.float32)}
-        return self.session.run(["ctx", "ctx_w", "has", "attention"], feed)
 
 
 @dataclass
@@ -284,23 +77,23 @@ class _QueryState:
     ctx: np.ndarray  # [2, D]
     ctx_w: np.ndarray  # [2]
     has: np.ndarray  # [2]
-    neighbors: list  # [path, node, attention] rows
+    neighbors: list[Neighbor]  # the query's most-attended ones (explain)
 
 
 class OnlineReranker:
     name = "BERM-O"
     thread_safe = True  # the server runs requests on it concurrently (see the module's notes)
 
-    def __init__(self, folder: Path, query_cache_size: int = 10_000, threads: OnnxThreads = OnnxThreads()) -> None:
+    def __init__(self, folder: Path, query_cache_size: int, threads: OnnxThreads) -> None:
         self.folder = Path(folder)
         self.threads = threads
         self.manifest = self._read_manifest()
         m = self.manifest
         try:
-            self.pair = OnnxBermO(self.folder / "pair.onnx", threads.intra_op, threads.inter_op)
+            self.pair = OnnxBermO(self.folder / "pair.onnx", threads)
             self.use_k_order = bool(m["use_k_order"])
-            self.query_ctx = _OnnxContext(self.folder / "query_ctx.onnx", threads) if self.use_k_order else None
-            self.item_ctx = _OnnxContext(self.folder / "item_ctx.onnx", threads) if self.use_k_order else None
+            self.query_ctx = OnnxContext(self.folder / "query_ctx.onnx", threads) if self.use_k_order else None
+            self.item_ctx = OnnxContext(self.folder / "item_ctx.onnx", threads) if self.use_k_order else None
             self.vocab = Vocab.load(self.folder / "vocab.json")
             self.graph = ClickGraph.load(self.folder / "graph.json")
             self.query_store = VectorStore.load(self.folder, "query_store")
@@ -312,9 +105,9 @@ class OnlineReranker:
             self.item_vec_row = self.item_store_rows(items["ids"].tolist())
             self.item_ctx_table = items["ctx"].astype(np.float32)
             self.item_ctx_w, self.item_has = items["ctx_w"], items["has"]
-            self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())
+            self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())  # id -> [[path, node, attention]]
             self.query_ids = json.loads((self.folder / "query_ids.json").read_text())
-            self.text_encoder = text_encoder.TextEncoder(self.folder, threads.intra_op, threads.inter_op)
+            self.text_encoder = text_encoder.TextEncoder(self.folder, threads)
         except ArtifactError:
             raise
         except (OSError, ValueError, KeyError, StoreError, RuntimeError) as err:
@@ -357,8 +150,10 @@ class OnlineReranker:
         return np.fromiter((self.item_store._rows[pid] for pid in ids), dtype=np.int64, count=len(ids))
 
     @classmethod
-    def load(cls, folder: Path, threads: OnnxThreads = OnnxThreads(), query_cache_size: int = 10_000) -> "OnlineReranker":
-        return cls(folder, query_cache_size, threads=threads)
+    def load(cls, folder: Path, threads: OnnxThreads | None = None,
+             query_cache_size: int = RerankSettings.model_fields["query_cache_size"].default) -> "OnlineReranker":
+        """The artifact in `folder`; thread counts and cache size default to the settings' (rerank group)."""
+        return cls(folder, query_cache_size, threads or OnnxThreads())
 
     def warm_up(self) -> None:
         ids = list(self.item_row)[:100]
@@ -395,7 +190,7 @@ class OnlineReranker:
                     self.sampler._query_cache.clear()  # ad-hoc queries would grow the sampler's cache forever
             c, w, h, attention = self.query_ctx(vec[None], nb_vec[None], nb_w[None], nb_mask[None])
             ctx, ctx_w, has = c[0], w[0], h[0]
-            neighbors = _top_neighbors(QUERY_PATHS, ids, attention[0])
+            neighbors = top_neighbors(QUERY_PATHS, ids, attention[0])
         state = _QueryState(vec, tokens, ctx, ctx_w, has, neighbors)
         with self._cache_lock:
             self._queries[text] = state
@@ -418,12 +213,12 @@ class OnlineReranker:
                 for pid in ids:
                     self.sampler._item_cache.pop(pid, None)
             ctx, ctx_w, has, attention = self.item_ctx(vecs, *(np.stack([f[i] for f in filled]) for i in range(3)))
-            neighbors = [_top_neighbors(ITEM_PATHS, f[3], a) for f, a in zip(filled, attention)]
+            neighbors = [top_neighbors(ITEM_PATHS, f[3], a) for f, a in zip(filled, attention)]
         return tokens, vecs, ctx, ctx_w, has, neighbors
 
     # -- the request ------------------------------------------------------------------------------
 
-    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> RerankOutput:
+    def rerank(self, query: str, candidates: list[Candidate], explain: bool = False) -> Reranking:
         began = time.perf_counter()
         q = self._query(query)
         after_query = time.perf_counter()
@@ -434,8 +229,8 @@ class OnlineReranker:
         order = known + fresh
         n = len(order)
         if n == 0:
-            return RerankOutput([], unscored, {"query_context": 1000 * (after_query - began), "item_lookup": 0.0,
-                                               "onnx": 0.0})
+            return Reranking([], unscored, {"query_context": 1000 * (after_query - began), "item_lookup": 0.0,
+                                            "onnx": 0.0})
         rows = np.fromiter((self.item_row[c.product_id] for c in known), dtype=np.int64, count=len(known))
         # The request's own title width, not the maximum: the kernel pooling's work grows with
         # Lq x Li, and padding to 12 x 32 tripled the ONNX time (3.4 vs 1.2 ms per 100 candidates).
@@ -443,7 +238,8 @@ class OnlineReranker:
         i_tokens = self.item_tokens[rows, :width]
         i_vec = self.item_store.vectors[self.item_vec_row[rows]]
         ctx, ctx_w, has = self.item_ctx_table[rows], self.item_ctx_w[rows], self.item_has[rows]
-        neighbors = [self.item_neighbors.get(c.product_id, []) for c in known] if explain else []
+        neighbors = [[Neighbor(*row) for row in self.item_neighbors.get(c.product_id, [])] for c in known] \
+            if explain else []
         if fresh:
             f_tokens, f_vec, f_ctx, f_w, f_has, f_nb = self._new_items([c.product_id for c in fresh],
                                                                         [c.text for c in fresh])
@@ -464,14 +260,11 @@ class OnlineReranker:
             ctx, ctx_w, has, bm25)
         done = time.perf_counter()
 
-        by_id = {}
+        scores = {}
         for row, c in enumerate(order):
-            nbs = []
-            if explain:
-                nbs = [Neighbor(path, node, a) for path, node, a in q.neighbors + neighbors[row]]
+            nbs = tuple(q.neighbors + neighbors[row]) if explain else ()
             s, z, k = float(score[row]), float(zero[row]), float(k_order[row])
-            by_id[c.product_id] = Scored(c.product_id, s, z, k, s - z - k, nbs)
-        scored = [by_id[c.product_id] for c in candidates if c.product_id in by_id]
+            scores[c.product_id] = (s, Explanation(z, k, s - z - k, nbs))
         timings = {"query_context": 1000 * (after_query - began), "item_lookup": 1000 * (after_items - after_query),
                    "onnx": 1000 * (done - after_items)}
-        return RerankOutput(scored, unscored, timings)
+        return Reranking(ranked(candidates, scores), unscored, timings)

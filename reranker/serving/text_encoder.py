@@ -8,65 +8,32 @@ Serving then needs neither torch's model code nor sentence-transformers for the 
 
 Files in an artifact folder: `text_encoder.onnx` (~90 MB: the weights in float32) and
 `text_tokenizer.json`; the truncation length is the bi-encoder's `max_seq_length` (256 tokens).
+They are written by reranker/training/export.py (`export_text_encoder`).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+
+from common.settings import OnnxThreads
+from reranker.serving.onnx_runner import OnnxGraph
 
 MODEL_FILE = "text_encoder.onnx"
 TOKENIZER_FILE = "text_tokenizer.json"
 SETTINGS_FILE = "text_encoder.json"
 FILES = (MODEL_FILE, TOKENIZER_FILE, SETTINGS_FILE)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT = "vec"
 GROUP = 8  # texts per ONNX run when many are encoded at once
 
 
-class _Pooled(nn.Module):
-    """The transformer, then mean pooling over real tokens and L2 normalisation (as the bi-encoder)."""
-
-    def __init__(self, transformer: nn.Module) -> None:
-        super().__init__()
-        self.transformer = transformer
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(mean, dim=-1)
-
-
-def export_text_encoder(bi_encoder, folder: Path) -> Path:
-    """Write the sentence-transformers bi-encoder's ONNX graph, tokenizer and settings into `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    transformer = bi_encoder[0].auto_model.eval()
-    tokenizer = bi_encoder.tokenizer
-    example = tokenizer(["cordless drill"], return_tensors="pt")
-    dynamic = {name: {0: "n", 1: "length"} for name in INPUTS} | {"vec": {0: "n"}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(_Pooled(transformer), tuple(example[name] for name in INPUTS), str(folder / MODEL_FILE),
-                          dynamo=False, opset_version=17, input_names=list(INPUTS), output_names=["vec"],
-                          dynamic_axes=dynamic)
-    tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
-    settings = {"max_tokens": int(bi_encoder.max_seq_length), "dim": int(transformer.config.hidden_size)}
-    (folder / SETTINGS_FILE).write_text(json.dumps(settings))
-    return folder
-
-
 class TextEncoder:
-    """Texts -> L2-normalised float32 vectors [n, dim], on `threads` CPU threads."""
+    """Texts -> L2-normalised float32 vectors [n, dim], on `threads` (default: the settings')."""
 
-    def __init__(self, folder: Path, threads: int = 1, inter_op_threads: int = 1) -> None:
-        import onnxruntime as ort
+    def __init__(self, folder: Path, threads: OnnxThreads | None = None) -> None:
         from tokenizers import Tokenizer
 
         folder = Path(folder)
@@ -74,11 +41,7 @@ class TextEncoder:
         self.dim = int(settings["dim"])
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(int(settings["max_tokens"]))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = inter_op_threads
-        self.session = ort.InferenceSession(str(folder / MODEL_FILE), sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+        self.graph = OnnxGraph(folder / MODEL_FILE, (OUTPUT,), threads)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -96,10 +59,7 @@ class TextEncoder:
             longest = max(len(e.ids) for e in group)
             for e in group:
                 e.pad(longest)
-            feed = {
-                "input_ids": np.array([e.ids for e in group], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in group], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in group], dtype=np.int64),
-            }
-            out[rows] = self.session.run(["vec"], feed)[0]
+            out[rows] = self.graph.run_named(input_ids=[e.ids for e in group],
+                                             attention_mask=[e.attention_mask for e in group],
+                                             token_type_ids=[e.type_ids for e in group])[0]
         return out

@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from elasticsearch import Elasticsearch
 
+from common.results import Candidate
 from evaluation import metrics
 from evaluation.retrieval import bm25_top
+from evaluation.runner import EvalResult
 from indexer.embeddings import embed, load_bi_encoder
 from indexer.faiss_store import StoreError, VectorStore
 from indexer.graph import ClickGraph, graph_from_logs
@@ -38,7 +40,8 @@ from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import NeighborSampler
 from reranker.models.berm import Berm, BermConfig
 from reranker.models.berm_o import BermO, BermOConfig
-from reranker.serving.online import Candidate, OnlineReranker, build_artifact
+from reranker.serving.online import OnlineReranker
+from reranker.training.artifact import build_artifact
 from reranker.text import Vocab
 from reranker.training.distill import DistillConfig, train_student
 from reranker.training.student_data import StudentGroups, fold_of, graph_edges, mixed_targets
@@ -172,6 +175,15 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate stage measured on the test queries (the CLI prints it; eval.json keeps it)."""
+
+    result: EvalResult  # the table, both settings
+    tests: dict[str, dict[str, dict[str, float]]]  # paired t-test p-values against BM25 and the teacher
+    speed: dict[str, dict[str, float]]  # scoring time per 100 candidates
+
+
 @dataclass
 class Pipeline:
     catalog: Catalog
@@ -182,6 +194,7 @@ class Pipeline:
     root: Path
     timings: dict[str, float] = field(default_factory=dict)
     name: str | None = None  # the run folder's name after the dataset (default: the profile's)
+    evaluation: Evaluation | None = None  # set when this run's evaluate stage ran (not when up to date)
 
     def __post_init__(self) -> None:
         base = Path(self.root) / f"{self.catalog.name}-{self.profile.name}"
@@ -580,11 +593,11 @@ class Pipeline:
         for line in check["warnings"]:
             log.warning("dev check: %s", line)
 
-    def evaluate(self) -> None:
+    def evaluate(self) -> Evaluation:
         """Every model on the test queries, both settings, one table, significance, timings, JSON."""
         from evaluation.per_query import per_query_scores
         from evaluation.rankers import BM25Ranker
-        from evaluation.report import print_significance, print_speed, print_table, write_json
+        from evaluation.report import write_json
         from evaluation.runner import evaluate_rankers
         from evaluation.significance import paired_tests
 
@@ -596,10 +609,7 @@ class Pipeline:
         names = {row.name for row in result.rows}
         pairs = [("BERM", "BERM without k-order")] if "BERM without k-order" in names else []
         tests = paired_tests(result, [BM25Ranker.name, rankers[1].name, teacher.name], pairs=pairs)
-        print_table(result)
-        print_significance(tests)
         speed = self._speed(result, rankers, teacher.name)
-        print_speed(speed)
         stages = self._stages()
         extra = {**self.manifest, "significance_p_values": tests, "speed": speed,
                  "stage_seconds": {k: v["seconds"] for k, v in stages.items()},
@@ -610,6 +620,8 @@ class Pipeline:
                  "per_query": per_query_scores(result, self.texts)}  # for the report's intervals and wins
         write_json(result, self.root / "eval.json", extra)
         log.info("wrote %s", self.root / "eval.json")
+        self.evaluation = Evaluation(result, tests, speed)
+        return self.evaluation
 
     def run(self, until: str | None = None) -> None:
         plan = [

@@ -1,0 +1,160 @@
+"""The settings object's groups: the part of `searchstack.settings.Settings` that each room is handed.
+
+Every default lives here or in `searchstack/settings.py` and nowhere else: a component takes its
+group (`settings.rerank`, `settings.rerank.limits`, `settings.rerank.client`, `settings.web`) as
+its configuration instead of copying fields out of the settings. The groups sit in `common/` so
+the server, the client and the page can name their type without importing the program's settings
+(searchstack imports them: that would be a cycle). Importing this costs pydantic only.
+
+Environment variables and the TOML file keep their flat names: `SHOPSEARCH_RERANK_MAX_CANDIDATES`
+(or `rerank_max_candidates = ...`) is `settings.rerank.limits.max_candidates`. A group lists
+which of its flat keys belong to a sub-group (`_SUBGROUPS`); `fold` moves them there.
+
+    settings.rerank          RerankSettings: the server's configuration (reranker/server/app.py)
+    settings.rerank.limits   Limits: what one request may carry (reranker/server/validation.py)
+    settings.rerank.onnx     OnnxThreads: every ONNX Runtime session (reranker/serving/onnx_runner.py)
+    settings.rerank.balancing  Balancing: the client's channel over replicas (reranker/client.py)
+    settings.web             WebSettings: the search page (frontend/search.py)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def _default_rerank_workers() -> int:
+    # Requests spend most of their time in ONNX Runtime, which releases the GIL: a few request
+    # threads per core keep every core busy; more only queue inside the process.
+    return min(32, max(8, 4 * (os.cpu_count() or 1)))
+
+
+class Group(BaseModel):
+    """A settings group: typed, unknown keys are errors, and its flat keys fold into sub-groups."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # sub-group field -> its flat keys and their names in the sub-group
+    _SUBGROUPS: ClassVar[dict[str, dict[str, str]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return fold(data, {group: lambda key, names=names: names.get(key) for group, names in cls._SUBGROUPS.items()})
+
+
+def by_prefix(prefix: str):
+    """A group's flat keys are those with `prefix`; the key in the group is the rest."""
+    return lambda key: key[len(prefix):] if key.startswith(prefix) else None
+
+
+def fold(data: dict, groups: dict) -> dict:
+    """Move flat keys into their groups ({"rerank_port": 1} -> {"rerank": {"port": 1}}); `groups`
+    maps each group to a function naming a flat key inside it (None: not this group's). A flat key
+    wins over the same key given nested: flat keys come from the environment and the flags."""
+    out = dict(data)
+    for group, name_in in groups.items():
+        taken = {name_in(key): out.pop(key) for key in list(out) if key != group and name_in(key)}
+        if not taken:
+            continue
+        nested = out.get(group)
+        nested = nested.model_dump(exclude_unset=True) if isinstance(nested, BaseModel) else dict(nested or {})
+        out[group] = {**nested, **taken}
+    return out
+
+
+class Limits(Group):
+    """What one Rerank request may carry (reranker/server/validation.py)."""
+
+    max_candidates: int = Field(1000, ge=1)
+    max_text_chars: int = Field(1000, ge=1)  # per candidate text
+    max_query_chars: int = Field(512, ge=1)
+
+
+class OnnxThreads(Group):
+    """ONNX Runtime's thread counts for every session of an artifact (0 = ONNX Runtime's default,
+    every core). 1: concurrent requests fill the cores, and a 100-candidate graph is too small to
+    split (threads would only contend). Env: SHOPSEARCH_RERANK_ONNX_INTRA_THREADS, ..._INTER_THREADS."""
+
+    intra_threads: int = Field(1, ge=0)
+    inter_threads: int = Field(1, ge=0)
+
+
+class Balancing(Group):
+    """How the reranker client's channel spreads calls over replicas (rerank_target
+    "ipv4:127.0.0.1:50071,127.0.0.1:50072" or "dns:///host:port"): gRPC's balancing, set in the
+    channel's service config (reranker/client.py)."""
+
+    lb_policy: str = Field("round_robin", pattern=r"^(round_robin|pick_first)$")
+    # grpc.health.v1 per replica (env SHOPSEARCH_RERANK_CLIENT_HEALTH_CHECK). None: on when the
+    # target may name several servers. One server alone is better called directly: its own answer
+    # ("no model loaded yet") says more than "no healthy backend".
+    health_check: bool | None = None
+    retry_attempts: int = Field(3, ge=1, le=5)  # tries of a call answered UNAVAILABLE, the first included
+    retry_backoff_ms: float = Field(20.0, gt=0)  # first pause between tries; doubled each time, at most 10x
+    reconnect_backoff_ms: int = Field(1000, ge=100)  # a restarted replica is back within this
+
+
+class RerankSettings(Group):
+    """The gRPC reranker service (reranker/server/: this group is the server's configuration) and
+    its clients (env SHOPSEARCH_RERANK_*)."""
+
+    _SUBGROUPS: ClassVar = {  # flat key (SHOPSEARCH_RERANK_<KEY>) -> its name in the sub-group
+        "limits": {name: name for name in Limits.model_fields},
+        "onnx": {"onnx_intra_threads": "intra_threads", "onnx_inter_threads": "inter_threads"},
+        "balancing": {"lb_policy": "lb_policy", "client_health_check": "health_check",
+                      "retry_attempts": "retry_attempts", "retry_backoff_ms": "retry_backoff_ms",
+                      "reconnect_backoff_ms": "reconnect_backoff_ms"},
+    }
+
+    artifact: Path | None = None  # the BERM-O artifact folder `shopsearch serve` loads
+    host: str = "127.0.0.1"  # bind address; "[::]" to listen on every interface
+    port: int = Field(50051, ge=0, le=65535)  # 0 = any free port (tests)
+    target: str | None = None  # where clients call it; default host:port (Settings.resolved_rerank_target)
+    workers: int = Field(default_factory=_default_rerank_workers, ge=1)  # request threads: 4 a core, 8..32
+    max_concurrent_rpcs: int = Field(64, ge=1)  # beyond this, RESOURCE_EXHAUSTED at once
+    default_deadline_ms: float = Field(1000.0, gt=0)  # for requests that carry no deadline
+    client_timeout_ms: float = Field(2000.0, gt=0)  # the client library's default deadline
+    metrics_port: int | None = Field(9464, ge=0, le=65535)  # Prometheus; None = off, 0 = any
+    reload_poll_s: float = Field(2.0, ge=0)  # artifact file watch; 0 = reload only on request
+    grace_s: float = Field(10.0, ge=0)  # SIGTERM: how long in-flight requests may finish
+    depth: int = Field(100, ge=1)  # `shopsearch rerank`: BM25 candidates sent
+    # `shopsearch demo`: serve processes on port, port + 1, ... (metrics ports likewise); clients
+    # then target all of them (Settings.resolved_rerank_target) and balance with gRPC's round robin.
+    replicas: int = Field(1, ge=1, le=16)
+    query_cache_size: int = Field(10_000, ge=1)  # query contexts kept (bi-encoder + neighbors)
+    limits: Limits = Field(default_factory=Limits)
+    onnx: OnnxThreads = Field(default_factory=OnnxThreads)
+    balancing: Balancing = Field(default_factory=Balancing)
+
+    @property
+    def max_message_bytes(self) -> int:
+        # room for a full request of maximum-length texts (4 bytes a character at worst) plus framing
+        return max(4 << 20, self.limits.max_candidates * (4 * self.limits.max_text_chars + 256))
+
+
+class WebSettings(Group):
+    """The demo search page (frontend/, `shopsearch web`; env SHOPSEARCH_WEB_*)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    page_size: int = Field(10, ge=1, le=100)
+    rerank_depth: int = Field(100, ge=1, le=1000)  # BM25 top-N the reranker reorders; the rest follow
+    budget_ms: float = Field(1500.0, gt=0)  # a search answers within this, whatever ES or the reranker do
+    es_timeout_ms: float = Field(1000.0, gt=0)  # at most this for Elasticsearch (within the budget)
+    rerank_deadline_ms: float = Field(300.0, gt=0)  # the reranker's deadline; past it, BM25 order
+    # Send titles, so items the model has not seen are embedded and scored from text (a bi-encoder
+    # pass per unknown item and request: ~160 ms for 40 titles on one thread). Off: unknown items follow
+    # the reranked ones in BM25 order and the page says so (an artifact of the full profile knows
+    # every product; the quick one only those its queries retrieved).
+    send_text: bool = False
+    explain: bool = True  # ask for score parts and neighbors (the page's explain view)
+    max_query_chars: int = Field(200, ge=1)
+    max_page: int = Field(50, ge=1)
+    examples: int = Field(6, ge=0)  # example queries shown, picked from the test split
+    example_pool: int = Field(60, ge=0)  # test queries tried when picking them

@@ -1,0 +1,148 @@
+"""The ONNX exports of a serving artifact: BERM-O's online half and its two context graphs, and the
+bi-encoder with its pooling. Serving runs them with reranker/serving/onnx_runner.py, whose input
+and output names are the contract these exports write.
+
+All use the TorchScript exporter (`dynamo=False`), opset 17, with the batch and lengths dynamic:
+the torch.export-based exporter needs `onnxscript`, which the project does not depend on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reranker.models.berm_o import BermO, BermOConfig
+from reranker.serving import text_encoder
+from reranker.serving.onnx_runner import CONTEXT_INPUTS, CONTEXT_OUTPUTS, PAIR_INPUTS, PAIR_OUTPUTS
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# BERM-O
+
+
+class _OnlineGraph(nn.Module):
+    """forward_online as a module's forward, for the exporter."""
+
+    def __init__(self, model: BermO) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.model.forward_online(*inputs)
+
+
+def example_online_inputs(config: BermOConfig, n: int = 2, lq: int = 3, li: int = 5) -> tuple[torch.Tensor, ...]:
+    """Random inputs for forward_online, in PAIR_INPUTS order."""
+    g = torch.Generator().manual_seed(0)
+    d = config.vec_dim
+    return (torch.randint(2, config.vocab_size, (n, lq), generator=g),
+            torch.randint(2, config.vocab_size, (n, li), generator=g),
+            torch.randn(n, d, generator=g), torch.randn(n, d, generator=g),
+            torch.randn(n, 2, d, generator=g), torch.rand(n, 2, generator=g), torch.ones(n, 2),
+            torch.randn(n, 2, d, generator=g), torch.rand(n, 2, generator=g), torch.ones(n, 2),
+            torch.rand(n, generator=g))
+
+
+def export_onnx(model: BermO, path: Path) -> Path:
+    """Write forward_online to `path` (opset 17; N, Lq and Li dynamic). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {name: {0: "n"} for name in (*PAIR_INPUTS, *PAIR_OUTPUTS)}
+    dynamic["q_tokens"] = {0: "n", 1: "lq"}
+    dynamic["i_tokens"] = {0: "n", 1: "li"}
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
+            torch.onnx.export(_OnlineGraph(model), example_online_inputs(model.config), str(path), dynamo=False,
+                              opset_version=17, input_names=list(PAIR_INPUTS), output_names=list(PAIR_OUTPUTS),
+                              dynamic_axes=dynamic)
+    finally:
+        model.train(was_training)
+    log.info("exported BERM-O online graph to %s", path)
+    return path
+
+
+class _ContextGraph(nn.Module):
+    """One side's offline half (`precompute_contexts`) as a module, for the exporter."""
+
+    def __init__(self, model: BermO, side: str) -> None:
+        super().__init__()
+        self.model, self.side = model, side
+
+    def forward(self, node_vec: torch.Tensor, nb_vec: torch.Tensor, nb_w: torch.Tensor,
+                nb_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # the mask travels as float32 so the graph takes only float inputs
+        return self.model._contexts(node_vec, nb_vec, nb_w, nb_mask > 0.5, self.side)
+
+
+def export_context_onnx(model: BermO, path: Path, side: str) -> Path:
+    """Write one side's context computation (node vectors + neighbors -> ctx, ctx_w, has, attention).
+
+    Serving runs it for what was not precomputed: an ad-hoc query, an item sent with its text.
+    """
+    if not model.config.use_k_order:
+        raise ValueError("a BERM-O without k-order layers has no context graph")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d, k = model.config.vec_dim, 3
+    g = torch.Generator().manual_seed(0)
+    example = (torch.randn(2, d, generator=g), torch.randn(2, 2, k, d, generator=g), torch.rand(2, 2, k, generator=g),
+               torch.ones(2, 2, k))
+    dynamic = {"node_vec": {0: "m"}, "nb_vec": {0: "m", 2: "k"}, "nb_w": {0: "m", 2: "k"}, "nb_mask": {0: "m", 2: "k"},
+               "ctx": {0: "m"}, "ctx_w": {0: "m"}, "has": {0: "m"}, "attention": {0: "m", 2: "k"}}
+    model.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(_ContextGraph(model, side), example, str(path), dynamo=False, opset_version=17,
+                          input_names=list(CONTEXT_INPUTS), output_names=list(CONTEXT_OUTPUTS), dynamic_axes=dynamic)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# the bi-encoder (all-MiniLM-L6-v2), for new queries and items at serving time
+
+
+class _Pooled(nn.Module):
+    """The transformer, then mean pooling over real tokens and L2 normalisation (as the bi-encoder)."""
+
+    def __init__(self, transformer: nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(mean, dim=-1)
+
+
+def export_text_encoder(bi_encoder, folder: Path) -> Path:
+    """Write the sentence-transformers bi-encoder's ONNX graph, tokenizer and settings into `folder`
+    (the files reranker/serving/text_encoder.py reads)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    transformer = bi_encoder[0].auto_model.eval()
+    tokenizer = bi_encoder.tokenizer
+    example = tokenizer(["cordless drill"], return_tensors="pt")
+    inputs = text_encoder.INPUTS
+    dynamic = {name: {0: "n", 1: "length"} for name in inputs} | {text_encoder.OUTPUT: {0: "n"}}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(_Pooled(transformer), tuple(example[name] for name in inputs),
+                          str(folder / text_encoder.MODEL_FILE), dynamo=False, opset_version=17,
+                          input_names=list(inputs), output_names=[text_encoder.OUTPUT], dynamic_axes=dynamic)
+    tokenizer.backend_tokenizer.save(str(folder / text_encoder.TOKENIZER_FILE))
+    settings = {"max_tokens": int(bi_encoder.max_seq_length), "dim": int(transformer.config.hidden_size)}
+    (folder / text_encoder.SETTINGS_FILE).write_text(json.dumps(settings))
+    return folder
