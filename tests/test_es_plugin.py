@@ -263,7 +263,7 @@ def test_service_down_slow_or_failing_keeps_bm25_order_and_recovers(node_url, se
         model.mode = "ok"
         wait_reranked(node_url, index)
         # slow last: after a slow answer the service refuses calls whose deadline is shorter than
-        # its model's recent time, until it restarts below
+        # its estimate for a while (until one of them, scored anyway, corrects it)
         model.mode = "slow"
         assert_fallback(node_url, index, "deadline_exceeded")
     finally:
