@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -113,6 +114,9 @@ class Settings(BaseSettings):
     # every product; the quick one only those its queries retrieved).
     web_send_text: bool = False
     web_explain: bool = True  # ask for score parts and neighbors (the page's explain view)
+    # How the page reranks: "service", its own gRPC call after the BM25 search; "plugin", one
+    # `_search` with the shopsearch rescore clause (the node calls the service; no explain view).
+    web_rerank_path: Literal["service", "plugin"] = "service"
     web_max_query_chars: int = Field(200, ge=1)
     web_max_page: int = Field(50, ge=1)
     web_examples: int = Field(6, ge=0)  # example queries shown, picked from the test split
