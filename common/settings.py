@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -154,6 +154,9 @@ class WebSettings(Group):
     # every product; the quick one only those its queries retrieved).
     send_text: bool = False
     explain: bool = True  # ask for score parts and neighbors (the page's explain view)
+    # How the page reranks: "service", its own gRPC call after the BM25 search; "plugin", one
+    # `_search` with the shopsearch rescore clause (the node calls the service; no explain view).
+    rerank_path: Literal["service", "plugin"] = "service"
     max_query_chars: int = Field(200, ge=1)
     max_page: int = Field(50, ge=1)
     examples: int = Field(6, ge=0)  # example queries shown, picked from the test split

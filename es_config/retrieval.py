@@ -2,20 +2,22 @@
 a batch (`msearch`), answering typed candidates (common/results.py) in BM25 order.
 
 The CLI's `rerank`, the page, the evaluation, the pipeline, the load bench and the plugin tests
-retrieve through here. Errors of the
-cluster itself (down, index missing) are the elasticsearch client's, for the caller to phrase; an
-answer that reports a failed search inside a batch raises RetrievalError.
+retrieve through here. `rescore` is the same search reranked inside Elasticsearch by the shopsearch
+rescorer plugin (es_plugin/). Errors of the cluster itself (down, index missing, a rescore it
+refuses) are the elasticsearch client's, for the caller to phrase; an answer that reports a failed
+search inside a batch raises RetrievalError.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from elasticsearch import Elasticsearch
 
 from common.errors import ShopsearchError
-from common.results import Candidate
+from common.results import Candidate, Ranked
 from es_config.query import bm25_query
 
 
@@ -57,6 +59,77 @@ def search(es: Elasticsearch, alias: str, text: str, size: int, *, titles: bool 
     answer = client.search(index=alias, **_body(text, size, product_ids, titles), **extra)
     total = answer["hits"]["total"]
     return Retrieved(candidates_of(answer["hits"]["hits"]), int(total["value"]), total.get("relation") == "gte")
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """One search reranked by the plugin: each hit's part read from its explanation.
+
+    A response header set by one shard does not reliably reach the client of a multi-shard search,
+    so what the plugin did is read per hit from `explain` (ShopsearchRescorer.explain's wording).
+    """
+
+    ranked: list[Ranked]  # the final order; reranked=False: placed by BM25 (past the window, unscored, a fallback)
+    candidates: list[Candidate]  # the same hits in BM25 order, ranks from 1
+    total: int
+    total_is_lower_bound: bool
+    model_version: str = ""  # of the model that reranked ("" when none did)
+    fallbacks: dict[str, int] = field(default_factory=dict)  # the plugin's reason ("unavailable", ...) -> hits
+    unscored: tuple[str, ...] = ()  # the service's reasons for hits in the window it could not score
+
+
+# ShopsearchRescorer.explain: "shopsearch: reranked by the model, ..." with the model score, then the
+# BM25 score as details; "shopsearch: not reranked (WHY); ..." with the BM25 score.
+_RERANKED = "shopsearch: reranked by the model"
+_MODEL = re.compile(r"\(model (.*)\), rank \d+ in this shard's window")
+_SHARD_RANK = re.compile(r"rank (\d+) on this shard")
+_FAILED = re.compile(r"^shopsearch: not reranked \(the reranker call failed \((\w+)\)\)")
+_UNSCORED = re.compile(r"^shopsearch: not reranked \(the model could not score it \((.*)\)\); final score")
+
+
+def _shard_rank(explanation: Mapping) -> int:
+    found = _SHARD_RANK.search(explanation.get("description", ""))
+    return int(found.group(1)) if found else 0
+
+
+def rescore(es: Elasticsearch, alias: str, text: str, size: int, window: int, *, send_text: bool = False,
+            timeout_s: float | None = None, track_total_hits: int | bool | None = None) -> Rescored:
+    """BM25 top-`size` for one query, each shard's top `window` reranked by the plugin; with
+    `timeout_s` the request fails fast. Elasticsearch without the plugin answers 400 (ApiError)."""
+    client = es if timeout_s is None else es.options(request_timeout=timeout_s, max_retries=0)
+    extra: dict = {"track_total_hits": track_total_hits} if track_total_hits is not None else {}
+    if timeout_s is not None:
+        extra["timeout"] = f"{max(1, int(1000 * timeout_s))}ms"  # the shards' own budget too
+    answer = client.search(index=alias, query=bm25_query(text), size=size, source=["title"], explain=True,
+                           rescore={"window_size": window, "shopsearch": {"query_text": text, "send_text": send_text}},
+                           **extra)
+    ranked, rows, fallbacks, unscored, version = [], [], {}, [], ""
+    for position, hit in enumerate(answer["hits"]["hits"]):
+        e = hit.get("_explanation") or {}
+        description, details = e.get("description", ""), e.get("details") or [{}]
+        if description.startswith(_RERANKED):
+            model, bm25 = details[0], details[1] if len(details) > 1 else {}
+            found = _MODEL.search(model.get("description", ""))
+            version = version or (found.group(1) if found else "")
+            score, reranked = float(model["value"]), True
+        else:
+            bm25, reranked = details[0], False
+            score = float(bm25.get("value", 0.0))
+            if failed := _FAILED.match(description):
+                fallbacks[failed.group(1)] = fallbacks.get(failed.group(1), 0) + 1
+            elif (why := _UNSCORED.match(description)) and why.group(1) not in unscored:
+                unscored.append(why.group(1))
+        rows.append((hit, score, reranked, float(bm25.get("value", 0.0)), _shard_rank(bm25), position))
+    # BM25 order: by score, ties as each shard ranked them, then as the response listed them
+    by_bm25 = sorted(rows, key=lambda r: (-r[3], r[4], r[5]))
+    bm25_rank = {id(r[0]): rank for rank, r in enumerate(by_bm25, start=1)}
+    candidates = [Candidate(r[0]["_id"], r[3], bm25_rank[id(r[0])], title=(r[0].get("_source") or {}).get("title", ""))
+                  for r in by_bm25]
+    for rank, (hit, score, reranked, bm25, _, _) in enumerate(rows, start=1):
+        ranked.append(Ranked(hit["_id"], score, rank, bm25, bm25_rank[id(hit)], reranked))
+    total = answer["hits"]["total"]
+    return Rescored(ranked, candidates, int(total["value"]), total.get("relation") == "gte", version, fallbacks,
+                    tuple(unscored))
 
 
 def msearch(es: Elasticsearch, alias: str, queries: Mapping[str, str], size: int | Mapping[str, int], *,

@@ -34,6 +34,17 @@ PATH_WORDS = {
 }
 
 
+def path_label(result) -> str:
+    """Which path gave the reranked column, in words."""
+    if result.answered_by == "plugin":
+        return "the shopsearch plugin inside Elasticsearch (one search with its rescore clause)"
+    if result.answered_by == "service":
+        return "the reranker service, called by this page after the BM25 search"
+    if result.status == "fallback":
+        return "BM25 alone (fallback: the " + ("plugin" if result.path == "plugin" else "reranker") + " did not rerank)"
+    return "BM25 alone (not reranked)"
+
+
 def grade_class(grade: float) -> str:
     return "g-high" if grade >= 1.5 else "g-mid" if grade >= 0.75 else "g-low"
 
@@ -81,7 +92,7 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
     """`pipeline_dir`: where the pipeline runs are, for /report and /compare (None: no such pages)."""
     app = FastAPI(title="shopsearch demo", docs_url=None, redoc_url=None, openapi_url=None)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
-    env.globals.update(grade_class=grade_class, path_words=PATH_WORDS)
+    env.globals.update(grade_class=grade_class, path_words=PATH_WORDS, path_label=path_label)
     page_template = env.get_template("page.html")
     examples = examples or Examples()
     app.state.service, app.state.examples = service, examples

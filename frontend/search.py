@@ -6,6 +6,10 @@
 - Elasticsearch answers with the BM25 candidates (`es_config.retrieval`, the one first stage).
 - Its top `rerank_depth` go to the reranker with a deadline; the final list is the reranked top-N,
   then the BM25 hits past N in BM25 order. Both columns page through their own list.
+- With `rerank_path="plugin"` the page sends one `_search` with the shopsearch rescore clause
+  instead: Elasticsearch's plugin calls the reranker (under the node's own deadline), and each
+  hit's explanation says whether the model placed it and why not. `answered_by` says which path
+  gave the reranked column: "service", "plugin", or "bm25" (a fallback, or not asked).
 - The whole search keeps to `budget_ms`: Elasticsearch gets at most `es_timeout_ms` of it, the
   reranker what is left up to `rerank_deadline_ms`. A reranker that is down, slow or refuses the
   request costs at most its deadline: the answer is the BM25 order with `status="fallback"` and a
@@ -21,11 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 import grpc
 from elasticsearch import ApiError, Elasticsearch, TransportError
@@ -118,6 +124,7 @@ class SearchResult:
     status: str  # "reranked", "partial" (some items placed by BM25), "fallback" (BM25 order), "bm25" (not asked)
     notice: str  # why partial or fallback, in plain words; "" otherwise
     rerank_depth: int
+    path: str = "service"  # how the page asked for the reranked column: "service" or "plugin"
     model: str = ""  # name and version of the model that reranked
     es_ms: float = 0.0  # Elasticsearch round trip
     rerank_ms: float = 0.0  # reranker round trip (or the time lost waiting for it)
@@ -128,8 +135,14 @@ class SearchResult:
     ndcg_bm25: float | None = None
     ndcg_reranked: float | None = None
 
+    @property
+    def answered_by(self) -> str:
+        """Which path gave the reranked column: "service", "plugin" or "bm25" (fallback or not asked)."""
+        return self.path if self.status in ("reranked", "partial") else "bm25"
+
     def to_dict(self) -> dict:
         out = asdict(self)
+        out["answered_by"] = self.answered_by
         for column in ("bm25", "reranked"):
             for row, source in zip(out[column], getattr(self, column)):
                 row["movement"] = source.movement
@@ -228,6 +241,14 @@ def fallback_notice(err: RerankError, deadline_ms: float) -> str:
     return f"The reranker refused this search ({code.name}: {err.details}), so this is the BM25 order."
 
 
+def plugin_fallback_notice(reason: str) -> str:
+    if reason == "unavailable":
+        return "The reranker is not answering Elasticsearch's shopsearch plugin, so this is the BM25 order."
+    if reason == "deadline_exceeded":
+        return "The reranker did not answer within the shopsearch plugin's deadline, so this is the BM25 order."
+    return f"The shopsearch plugin could not rerank this search ({reason}), so this is the BM25 order."
+
+
 class SearchService:
     def __init__(self, es: Elasticsearch, reranker: RerankerLink | None, config: WebSettings,
                  grades: Grades | None = None, es_url: str = "", *, alias: str) -> None:
@@ -244,18 +265,40 @@ class SearchService:
 
     def _bm25(self, query: str, size: int, timeout_s: float) -> retrieval.Retrieved:
         """The BM25 candidates; hits are counted as far as the pages go."""
-        count_to = min(MAX_RESULT_WINDOW, self.config.page_size * self.config.max_page)
         try:
             return retrieval.search(self.es, self.alias, query, size, timeout_s=timeout_s,
-                                    track_total_hits=count_to)
+                                    track_total_hits=self._count_to)
+        except ApiError as err:
+            raise self._unavailable(err) from None
+        except TransportError as err:
+            raise self._unavailable(err) from None
+
+    @property
+    def _count_to(self) -> int:
+        return min(MAX_RESULT_WINDOW, self.config.page_size * self.config.max_page)
+
+    def _unavailable(self, err: ApiError | TransportError) -> SearchUnavailable:
+        if isinstance(err, TransportError):
+            where = f" at {self.es_url}" if self.es_url else ""
+            return SearchUnavailable(f"Elasticsearch is not answering{where} ({type(err).__name__})")
+        if err.meta.status == 404:
+            return SearchUnavailable(f"Elasticsearch has no index {self.alias!r}; run `shopsearch index` first")
+        return SearchUnavailable(f"Elasticsearch could not search (HTTP {err.meta.status}: {err.message})")
+
+    def _rescored(self, query: str, size: int, send_text: bool, timeout_s: float) -> retrieval.Rescored | str:
+        """The plugin's search, or why Elasticsearch refused its rescore clause (no plugin installed,
+        a window over its limit, fail_on_error set): the caller then searches BM25 alone."""
+        try:
+            return retrieval.rescore(self.es, self.alias, query, size, self.config.rerank_depth,
+                                     send_text=send_text, timeout_s=timeout_s, track_total_hits=self._count_to)
         except ApiError as err:
             if err.meta.status == 404:
-                raise SearchUnavailable(
-                    f"Elasticsearch has no index {self.alias!r}; run `shopsearch index` first") from None
-            raise SearchUnavailable(f"Elasticsearch could not search (HTTP {err.meta.status}: {err.message})") from None
+                raise self._unavailable(err) from None
+            if err.meta.status in (429, 503):  # the node is overloaded or starting: not the plugin's doing
+                raise self._unavailable(err) from None
+            return es_reason(err)
         except TransportError as err:
-            where = f" at {self.es_url}" if self.es_url else ""
-            raise SearchUnavailable(f"Elasticsearch is not answering{where} ({type(err).__name__})") from None
+            raise self._unavailable(err) from None
 
     def _remember(self, titles: dict[str, str]) -> None:
         with self._titles_lock:
@@ -316,18 +359,36 @@ class SearchService:
         size = min(MAX_RESULT_WINDOW, max(cfg.rerank_depth, offset + cfg.page_size, NDCG_K))
 
         es_began = time.monotonic()
-        retrieved = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - es_began))
+        via_plugin = rerank and cfg.rerank_path == "plugin"
+        status, notice, model, server_ms, rerank_ms, explain_ms = "bm25", "", "", {}, 0.0, 0.0
+        rescored: retrieval.Rescored | str | None = None
+        if via_plugin:  # Elasticsearch's time and the node's call to the reranker, in one request
+            left_s = deadline - es_began - RENDER_RESERVE_MS / 1000
+            rescored = self._rescored(query, size, send_text,
+                                      min((cfg.es_timeout_ms + cfg.rerank_deadline_ms) / 1000, left_s))
+        if isinstance(rescored, retrieval.Rescored):
+            hits, total, more = rescored.candidates, rescored.total, rescored.total_is_lower_bound
+        else:
+            if isinstance(rescored, str):
+                status = "fallback"
+                notice = f"Elasticsearch refused the shopsearch rescore ({rescored}), so this is the BM25 order."
+                log.info("plugin rescore refused for %r: %s", query, rescored)
+            retrieved = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - time.monotonic()))
+            hits, total, more = retrieved.candidates, retrieved.total, retrieved.total_is_lower_bound
         es_ms = 1000 * (time.monotonic() - es_began)
-        hits, total, more = retrieved.candidates, retrieved.total, retrieved.total_is_lower_bound
         titles = {c.product_id: c.title for c in hits}
         bm25 = {c.product_id: c for c in hits}
         bm25_order = [c.product_id for c in hits]
 
         self._remember(titles)
-        status, notice, model, server_ms, rerank_ms, explain_ms = "bm25", "", "", {}, 0.0, 0.0
         final: list[tuple[str, float | None]] = [(pid, None) for pid in bm25_order]
         views: dict[str, Explanation] = {}
-        if rerank and hits and self.reranker is not None:
+        if isinstance(rescored, retrieval.Rescored) and hits:
+            status, notice = plugin_status(rescored)
+            if status != "fallback":
+                model = f"model {rescored.model_version}"
+                final = [(r.product_id, r.score if r.reranked else None) for r in rescored.ranked]
+        elif rerank and hits and self.reranker is not None and not via_plugin:
             head = hits[: cfg.rerank_depth]
             candidates: list[Candidate] = [replace(c, text=c.title) for c in head] if send_text else head
             left_ms = 1000 * (deadline - time.monotonic()) - RENDER_RESERVE_MS
@@ -368,7 +429,7 @@ class SearchService:
         pages = max(1, min(cfg.max_page, math.ceil(min(total, MAX_RESULT_WINDOW) / cfg.page_size)))
         return SearchResult(
             query=query, page=page, pages=pages, total_hits=total, more_hits=more, bm25=bm25_rows, reranked=final_rows,
-            status=status, notice=notice, rerank_depth=cfg.rerank_depth, model=model, es_ms=es_ms,
+            status=status, notice=notice, rerank_depth=cfg.rerank_depth, path=cfg.rerank_path, model=model, es_ms=es_ms,
             rerank_ms=rerank_ms, explain_ms=explain_ms, total_ms=1000 * (time.monotonic() - began), server_ms=server_ms,
             graded=len(graded), ndcg_bm25=ndcg_at(bm25_order, graded, NDCG_K) if grades else None,
             ndcg_reranked=ndcg_at([pid for pid, _ in final], graded, NDCG_K) if grades and status in ("reranked", "partial") else None,
@@ -380,7 +441,35 @@ class SearchService:
         except (ApiError, TransportError) as err:
             es = f"down ({type(err).__name__})"
         reranker = self.reranker.health() if self.reranker is not None else "off"
-        return {"elasticsearch": es, "reranker": reranker}
+        return {"elasticsearch": es, "reranker": reranker, "rerank_path": self.config.rerank_path}
+
+
+def plugin_status(rescored: retrieval.Rescored) -> tuple[str, str]:
+    """(status, notice) of a plugin search, from what its hits' explanations say."""
+    placed = sum(r.reranked for r in rescored.ranked)
+    failed = ", ".join(sorted(rescored.fallbacks))
+    if not placed:
+        if rescored.fallbacks:
+            return "fallback", plugin_fallback_notice(failed)
+        return "fallback", "The shopsearch plugin did not rerank this search, so this is the BM25 order."
+    if rescored.fallbacks:  # some shards reranked, others kept BM25 order
+        return "partial", f"Partly reranked: some shards of the index kept BM25 order ({failed})."
+    if rescored.unscored:
+        return "partial", f"Partly reranked: {rescored.unscored[0]}."
+    return "reranked", ""
+
+
+def es_reason(err: ApiError) -> str:
+    """Elasticsearch's own reason for refusing a request, in one line."""
+    body = err.body if isinstance(err.body, dict) else {}
+    error = body.get("error")
+    reason = error.get("reason") if isinstance(error, dict) else error
+    causes = error.get("root_cause") if isinstance(error, dict) else None
+    if causes and isinstance(causes[0], dict) and causes[0].get("reason"):
+        reason = causes[0]["reason"]
+    reason = " ".join(str(reason or err.message or f"HTTP {err.meta.status}").split())
+    single = re.fullmatch(r"Validation Failed: 1: (.*?);?", reason)  # Elasticsearch's list of one
+    return (single.group(1) if single else reason)[:300]
 
 
 def make_es(url: str, timeout_ms: float) -> Elasticsearch:

@@ -249,8 +249,10 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
                             es_url=settings.resolved_es_url, alias=settings.index_alias)
     examples = Examples(service, pool, settings.web.examples).start()
     app = create_app(service, examples, pipeline_dir=settings.artifacts_dir / "pipeline")
-    err_console.print(f"search page on {settings.web_url} (Elasticsearch {settings.resolved_es_url}, "
-                      f"reranker {settings.resolved_rerank_target})", highlight=False)
+    how = ("reranking through Elasticsearch's shopsearch plugin" if config.rerank_path == "plugin"
+           else f"reranker {settings.resolved_rerank_target}")
+    err_console.print(f"search page on {settings.web_url} (Elasticsearch {settings.resolved_es_url}, {how})",
+                      highlight=False)
     try:
         uvicorn.run(app, host=settings.web.host.strip("[]"), port=settings.web.port, log_level="warning",
                     access_log=False)

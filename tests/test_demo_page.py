@@ -85,6 +85,8 @@ def test_search_fallback_and_recovery_in_a_browser(stack, browser) -> None:
     assert page.inner_text("#ndcg-bm25").startswith("NDCG@10 ")
     assert page.inner_text("#ndcg-reranked").startswith("NDCG@10 ")
     assert "Reranked by BERM-O" in page.inner_text("#notice")
+    assert page.get_attribute("#path", "data-path") == "service"
+    assert page.inner_text("#path") == "Answered by: the reranker service, called by this page after the BM25 search"
     timings = page.inner_text("#timings")
     assert "Elasticsearch" in timings and "reranker" in timings
     page.locator("#reranked-col details").first.locator("summary").click()
@@ -104,6 +106,8 @@ def test_search_fallback_and_recovery_in_a_browser(stack, browser) -> None:
     search(page, "cordless drill")
     assert page.get_attribute("#reranked-col", "data-status") == "fallback"
     assert page.inner_text("#notice") == "The reranker is not answering, so this is the BM25 order."
+    assert page.get_attribute("#path", "data-path") == "bm25"
+    assert page.inner_text("#path") == "Answered by: BM25 alone (fallback: the reranker did not rerank)"
     assert column_ids(page, "reranked") == column_ids(page, "bm25") == bm25
     assert page.locator("#bm25-col .grade").count() >= 1
     shot(page, "3-reranker-down")

@@ -223,6 +223,17 @@ def test_one_shard_order_is_the_services_order_then_bm25(node_url) -> None:
     assert_reranked(node_url, index, shards=1, window=window)
 
 
+def test_send_text_reads_each_hits_title_and_reranks(node_url) -> None:
+    index = make_index(node_url, "plugin-text", shards=1)
+    before = stats(node_url)
+    status, result = http("POST", f"{node_url}/{index}/_search", search_body(6, send_text=True))
+    assert status == 200 and result["_shards"]["failed"] == 0, result
+    after = stats(node_url)
+    assert after["reranked"] == before["reranked"] + 1 and after["fallback_total"] == before["fallback_total"], after
+    hits = result["hits"]["hits"]
+    assert sum(h["_score"] > 0 for h in hits) == 6  # the whole window placed by the model
+
+
 def test_three_shards_merge_reranked_hits_first(node_url) -> None:
     index = make_index(node_url, "plugin-three", shards=3)
     assert_reranked(node_url, index, shards=3, window=3)
@@ -275,7 +286,7 @@ def test_service_down_slow_or_failing_keeps_bm25_order_and_recovers(node_url, se
         model.mode = "ok"
         wait_reranked(node_url, index)
         # slow last: after a slow answer the service refuses calls whose deadline is shorter than
-        # its model's recent time, until it restarts below
+        # its estimate for a while (until one of them, scored anyway, corrects it)
         model.mode = "slow"
         assert_fallback(node_url, index, "deadline_exceeded")
     finally:

@@ -225,6 +225,66 @@ def test_deadline_exceeded(caplog) -> None:
         assert c.rerank("cordless drill", bm25_list(), timeout=5).items
 
 
+class Delayed:
+    """The real tiny model, with a delay: `first_s` on its first call, `per_candidate_s` on every call."""
+
+    thread_safe = True
+
+    def __init__(self, model, first_s: float = 0.0, per_candidate_s: float = 0.0) -> None:
+        self.model, self.name, self.version = model, model.name, model.version
+        self.first_s, self.per_candidate_s, self.calls = first_s, per_candidate_s, 0
+
+    def warm_up(self) -> None:
+        self.model.warm_up()
+
+    def rerank(self, query, candidates, explain=False):
+        self.calls += 1
+        time.sleep((self.first_s if self.calls == 1 else 0.0) + self.per_candidate_s * len(candidates))
+        return self.model.rerank(query, candidates, explain)
+
+
+def wait_counted(srv: RerankServer, code: str, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while srv.metrics.value("shopsearch_rerank_errors_total", {"code": code}) < n:
+        assert time.monotonic() < deadline, f"the server never counted {n} {code}"
+        time.sleep(0.05)
+
+
+def test_one_slow_call_does_not_lock_out_clients_with_a_short_deadline(artifacts) -> None:
+    # A client that always sends the same short deadline (as the plugin does); the first call is slow.
+    model = Delayed(load_berm_o(artifacts["a"]), first_s=1.5)
+    with RerankServer(config(), model=model) as srv, RerankClient(srv.target) as c:
+        srv.wait_ready(60)
+        with pytest.raises(RerankError) as excinfo:
+            c.rerank("cordless drill", bm25_list(), timeout=0.3)
+        assert excinfo.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        wait_counted(srv, "DEADLINE_EXCEEDED", 1)  # the server has scored it, too late
+        answered, deadline = 0, time.monotonic() + 10
+        while answered < 5:
+            assert time.monotonic() < deadline, f"still refused {time.monotonic() - deadline + 10:.0f} s after one slow call"
+            try:
+                assert c.rerank("cordless drill", bm25_list(), timeout=0.3).items
+                answered += 1
+            except RerankError as err:
+                assert err.code is grpc.StatusCode.DEADLINE_EXCEEDED
+                answered = 0
+                time.sleep(0.1)
+        assert model.calls <= 2 + 5 + 10, "refused requests must not reach the model"
+
+
+def test_the_fail_fast_estimate_counts_candidates(artifacts) -> None:
+    model = Delayed(load_berm_o(artifacts["a"]), per_candidate_s=0.04)
+    with RerankServer(config(), model=model) as srv, RerankClient(srv.target) as c:
+        srv.wait_ready(60)
+        assert len(c.rerank("cordless drill", bm25_list(), timeout=5).items) == 8  # 8 candidates: 320 ms
+        calls = model.calls
+        with pytest.raises(RerankError) as excinfo:  # the same 8 within 150 ms: refused before the model
+            c.rerank("cordless drill", bm25_list(), timeout=0.15)
+        assert excinfo.value.code is grpc.StatusCode.DEADLINE_EXCEEDED and model.calls == calls
+        one = c.rerank("cordless drill", bm25_list()[:1], timeout=0.15)  # one candidate: about 40 ms
+        assert [item.product_id for item in one.items] == [bm25_list()[0].product_id]
+
+
 def test_requests_without_a_deadline_get_the_default() -> None:
     with RerankServer(config(default_deadline_ms=100), model=SlowModel(0.3)) as srv:
         srv.wait_ready(10)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import grpc
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 request_log = logging.getLogger("reranker.requests")  # one JSON line per request
 
 NO_DEADLINE_S = 1e6  # grpc reports a call without a deadline as one centuries away
+COST_SAMPLES = 16  # recent model calls per version behind the fail-fast estimate
+PROBE_EVERY_S = 1.0  # while the estimate refuses requests, one a second is scored anyway
 
 
 class Abort(ShopsearchError):
@@ -89,10 +94,42 @@ def build_response(model: ServingModel, candidates: list[Candidate], output: Rer
     return response
 
 
+class CostEstimate:
+    """What a model call of one version costs, per candidate, for the fail-fast guard.
+
+    The median of the recent calls' ms per candidate, so one slow call (the first after start, a
+    query seen for the first time) does not move it, and a request of few candidates is not judged
+    by one of many. A guard fed only by the calls it lets through could lock itself out for good
+    (an estimate above the deadline every client sends is never measured again): while it refuses,
+    one request every PROBE_EVERY_S is scored anyway and corrects it.
+    """
+
+    def __init__(self) -> None:
+        self._per_candidate: dict[str, deque[float]] = {}
+        self._admitted: dict[str, float] = {}  # version -> when a request last went to the model
+        self._lock = threading.Lock()
+
+    def admit(self, version: str, candidates: int, left_ms: float) -> float | None:
+        """None: score this request; else the ms it is expected to need (more than `left_ms`)."""
+        now = time.monotonic()
+        with self._lock:
+            samples = self._per_candidate.get(version)
+            expected_ms = statistics.median_low(samples) * candidates if samples else 0.0
+            if expected_ms > left_ms and now - self._admitted.get(version, -math.inf) < PROBE_EVERY_S:
+                return expected_ms
+            self._admitted[version] = now
+            return None
+
+    def record(self, version: str, candidates: int, model_ms: float) -> None:
+        with self._lock:
+            samples = self._per_candidate.setdefault(version, deque(maxlen=COST_SAMPLES))
+            samples.append(model_ms / max(1, candidates))
+
+
 class RerankServicer(pb_grpc.RerankerServicer):
     def __init__(self, slot: ModelSlot, metrics: ServiceMetrics, options: RerankSettings) -> None:
         self.slot, self.metrics, self.options = slot, metrics, options
-        self._model_ms: dict[str, float] = {}  # per model version: moving average of the model call
+        self._cost = CostEstimate()
 
     def Rerank(self, request, context):
         began = time.perf_counter()
@@ -131,9 +168,9 @@ class RerankServicer(pb_grpc.RerankerServicer):
         record["query"] = query[:200]
         self.metrics.candidates.observe(len(candidates))
         validated = time.perf_counter()
-        expected_ms = self._model_ms.get(model.version, 0.0)
         left_ms = budget_ms - 1000 * (validated - began)
-        if left_ms < expected_ms:  # fail fast instead of scoring for an answer nobody will read
+        expected_ms = self._cost.admit(model.version, len(candidates), left_ms)
+        if expected_ms is not None:  # fail fast instead of scoring for an answer nobody will read
             raise Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                         f"the deadline leaves {left_ms:.1f} ms; this model needs about {expected_ms:.1f} ms")
 
@@ -143,7 +180,7 @@ class RerankServicer(pb_grpc.RerankerServicer):
         queue_ms = parts.pop(QUEUE, 0.0)
         model_ms = 1000 * (scored - validated) - queue_ms
         self.metrics.model_latency.observe(model_ms / 1000)
-        self._model_ms[model.version] = model_ms if not expected_ms else 0.9 * expected_ms + 0.1 * model_ms
+        self._cost.record(model.version, len(candidates), model_ms)
         record["model_ms"] = round(model_ms, 3)
         if queue_ms:
             record["queue_ms"] = round(queue_ms, 3)
