@@ -184,8 +184,9 @@ def expected_scores(url: str, index: str, shards: int, window: int) -> tuple[dic
     return scores, placed, orders
 
 
-def assert_reranked(url: str, index: str, shards: int, window: int) -> None:
-    status, result = http("POST", f"{url}/{index}/_search", search_body(window))
+def assert_reranked(url: str, index: str, shards: int, window: int, preference: str | None = None) -> None:
+    where = f"?preference={preference}" if preference else ""
+    status, result = http("POST", f"{url}/{index}/_search{where}", search_body(window))
     assert status == 200 and result["_shards"]["failed"] == 0, result
     hits = result["hits"]["hits"]
     scores, placed, orders = expected_scores(url, index, shards, window)
@@ -393,6 +394,10 @@ def test_two_node_cluster_with_replicas_reranks(node_url, service) -> None:
         index = make_index(url, "plugin-cluster", shards=2, replicas=1)
         for node in nodes:  # either node coordinates; each shard copy reranks the same way
             assert_reranked(node.url, index, shards=2, window=3)
+        # each node holds a copy of both shards: searched on its own copies, every node reranks (left
+        # to adaptive replica selection, a loaded machine may route every shard to one node)
+        for node in nodes:
+            assert_reranked(node.url, index, shards=2, window=3, preference="_only_local")
         assert all(stats(node.url)["reranked"] > 0 for node in nodes)
     finally:
         for node in nodes:
