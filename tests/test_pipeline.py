@@ -39,6 +39,15 @@ def manifest(run, name: str) -> dict:
     return model_manifest(run.root / name)
 
 
+def test_the_deployed_teacher_mix_is_the_best_of_its_dev_grid(run):
+    m = manifest(run, "teacher")
+    grid = m["dev_ndcg@10_by_mix"]
+    config = json.loads((run.root / "teacher" / "teacher_config.json").read_text())
+    chosen = grid[f"bm25 {config['bm25_mix']}, cosine {config['cosine_mix']}"]
+    assert chosen == max(grid.values())
+    assert chosen >= grid["bm25 0.0, cosine 0.0"]  # mixing never loses to the cross-encoder alone on dev
+
+
 def test_teacher_learned_on_held_out_pairs(run):
     m = manifest(run, "teacher")
     assert m["dev_clear_pair_acc"] > m["dev_clear_pair_acc_untrained"] + 0.02
@@ -106,10 +115,10 @@ def test_the_dev_check_judges_every_model_against_bm25_and_the_bi_encoder(run):
 
 
 def test_the_served_student_beats_the_zero_shot_bi_encoder_and_keeps_level_with_bm25(run):
-    # Measured on the quick profile (closing note of issue 10): BERM-O 0.3755, BM25 0.3778,
-    # bi-encoder 0.3271 end-to-end NDCG@10. The quick teacher (75 steps) chooses a BM25 mix of 0.8
-    # on dev and is itself not significantly above BM25, so the student cannot be either; these
-    # margins hold with seed noise and fail a student that stops learning from the teacher.
+    # Measured on the quick profile (closing note of issue 10, this stop): BERM-O 0.3790, BM25 0.3778,
+    # bi-encoder 0.3271 end-to-end NDCG@10; the deployed teacher (BM25 0.5 + cosine 0.4 chosen on
+    # dev) 0.3962, p = 0.051 against BM25. The student is level with BM25 on these 200 test queries,
+    # so these margins hold with seed noise and fail a student that stops learning from the teacher.
     result = json.loads((run.root / "eval.json").read_text())
     rows = {row["name"]: row["end_to_end"]["ndcg@10"] for row in result["rows"]}
     student = rows["BERM-O (ONNX)"]
