@@ -180,7 +180,7 @@ class Evaluation:
     """What the evaluate stage measured on the test queries (the CLI prints it; eval.json keeps it)."""
 
     result: EvalResult  # the table, both settings
-    tests: dict[str, dict[str, dict[str, float]]]  # paired t-test p-values against BM25 and the teacher
+    tests: dict[str, dict[str, dict[str, float]]]  # paired t-test p-values against BM25, the bi-encoder and the teacher
     speed: dict[str, dict[str, float]]  # scoring time per 100 candidates
 
 
