@@ -89,24 +89,35 @@ def model(tmp_path_factory) -> Switchable:
     return Switchable(load_berm_o(artifact))
 
 
-@pytest.fixture(scope="module")
-def service(model):
+def start_reranker(model) -> RerankServer:
+    """The real gRPC service on RERANK_PORT (the port the plugin node's settings name), ready."""
     server = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
     server.start()
     server.wait_ready(60)
-    holder = {"server": server}
-    yield holder
-    holder["server"].stop(grace=0)
+    return server
 
 
-@pytest.fixture(scope="module")
-def node_url(service) -> str:
+def fresh_plugin_node():
+    """The plugin node on ES_PORT, started with empty data and its channel warmed."""
     node = plugin_node(ES_PORT)
     if node.status().running:
         node.stop()
     shutil.rmtree(node.node_dir / "data", ignore_errors=True)
     node.start()
     wait_warmed(node.url)
+    return node
+
+
+@pytest.fixture(scope="module")
+def service(model):
+    holder = {"server": start_reranker(model)}  # a holder: tests stop and restart the service
+    yield holder
+    holder["server"].stop(grace=0)
+
+
+@pytest.fixture(scope="module")
+def node_url(service) -> str:
+    node = fresh_plugin_node()
     yield node.url
     node.stop()
 
@@ -296,10 +307,7 @@ def test_service_down_slow_or_failing_keeps_bm25_order_and_recovers(node_url, se
     assert_fallback(node_url, index, "unavailable")
     log = Path(plugin_node(ES_PORT).node_dir / "logs" / f"shopsearch-plugin-{ES_PORT}.log")
     assert "shopsearch rescore fell back to BM25 order (unavailable)" in log.read_text()
-    restarted = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
-    restarted.start()
-    restarted.wait_ready(60)
-    service["server"] = restarted
+    service["server"] = start_reranker(model)
     wait_reranked(node_url, index)  # without restarting Elasticsearch
 
 

@@ -8,7 +8,6 @@ the other; nothing is mocked.
 
 from __future__ import annotations
 
-import shutil
 import time
 import urllib.request
 from html.parser import HTMLParser
@@ -17,17 +16,16 @@ import pytest
 
 from es_config.query import bm25_query
 from frontend.app import BackgroundServer, create_app
-from common.settings import RerankSettings, WebSettings
+from common.settings import WebSettings
 from es_config import retrieval
 from frontend.search import Grades, RerankerLink, SearchService, make_es, plugin_fallback_notice
 from indexer.bulk_index import connect, index_catalog
 from reranker.client import Candidate, RerankClient
-from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
 from tests.shop_page import ARTIFACT_QUERIES, TITLES, page_catalog
 from tests.test_demo_page import chromium_path
 from tests.tiny_artifact import build_tiny_artifact
-from tests.test_es_plugin import ES_PORT, RERANK_PORT, TARGET, plugin_node, stats, wait_warmed
+from tests.test_es_plugin import TARGET, fresh_plugin_node, start_reranker, stats
 
 CONFIG = dict(page_size=4, rerank_depth=6, budget_ms=3000, es_timeout_ms=2000, rerank_deadline_ms=1500)
 ALIAS = "page-plugin-shop"
@@ -41,22 +39,14 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reranker(model):
-    server = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
-    server.start()
-    server.wait_ready(60)
-    holder = {"server": server}
+    holder = {"server": start_reranker(model)}  # a holder: tests stop and restart the service
     yield holder
     holder["server"].stop(grace=0)
 
 
 @pytest.fixture(scope="module")
 def node_url(reranker) -> str:
-    node = plugin_node(ES_PORT)
-    if node.status().running:
-        node.stop()
-    shutil.rmtree(node.node_dir / "data", ignore_errors=True)
-    node.start()
-    wait_warmed(node.url)
+    node = fresh_plugin_node()
     index_catalog(connect(node.url), page_catalog(), ALIAS, force=True)
     yield node.url
     node.stop()
@@ -153,10 +143,7 @@ def test_bm25_only_searches_do_not_call_the_plugin(node_url) -> None:
 # -- which path answered ------------------------------------------------------------------------------
 
 def restart(reranker: dict, model) -> None:
-    server = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
-    server.start()
-    server.wait_ready(60)
-    reranker["server"] = server
+    reranker["server"] = start_reranker(model)
 
 
 def test_the_label_says_bm25_fallback_while_the_service_is_down(node_url, reranker, model) -> None:

@@ -321,7 +321,10 @@ class Pipeline:
     def _item_vectors(self, product_ids) -> dict[str, np.ndarray]:
         """Bi-encoder vectors of these products' titles: reused from any run on the same data (this
         one's included), the rest embedded and kept in this run's `title_cache` store."""
-        known = self._known_item_vectors()
+        # read once per run (three stages ask, the stores are tens of MB each), then kept up to date
+        if not hasattr(self, "_vectors_seen"):
+            self._vectors_seen = self._known_item_vectors()
+        known = self._vectors_seen
         todo = sorted(p for p in product_ids if p not in known)
         if todo:
             fresh = embed(self._bi_encoder, [self.titles[p] for p in todo], self.profile.embed_batch_size)
