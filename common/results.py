@@ -75,8 +75,10 @@ class Reranking:
 def ranked(candidates: Sequence[Candidate], scores: Mapping[str, tuple[float, Explanation]]) -> list[Ranked]:
     """The scored candidates as Ranked, in the candidates' order, ranked best score first (ties: BM25
     order); a candidate without a score is left out (the model reports it as unscored)."""
-    kept = [c for c in candidates if c.product_id in scores]
-    order = sorted(kept, key=lambda c: (-scores[c.product_id][0], c.bm25_rank))
-    rank_of = {c.product_id: rank for rank, c in enumerate(order, start=1)}
-    return [Ranked(c.product_id, scores[c.product_id][0], rank_of[c.product_id], c.bm25, c.bm25_rank, True,
-                   scores[c.product_id][1]) for c in kept]
+    kept = [(c, scores[c.product_id]) for c in candidates if c.product_id in scores]
+    order = sorted(range(len(kept)), key=lambda i: (-kept[i][1][0], kept[i][0].bm25_rank))
+    rank_of = [0] * len(kept)
+    for rank, i in enumerate(order, start=1):
+        rank_of[i] = rank
+    return [Ranked(c.product_id, score, rank, c.bm25, c.bm25_rank, True, explanation)
+            for (c, (score, explanation)), rank in zip(kept, rank_of)]

@@ -244,6 +244,32 @@ def test_onnx_export_matches_torch(tmp_path, use_k_order: bool) -> None:
             np.testing.assert_allclose(have, want.numpy(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("use_k_order", [True, False])
+def test_one_query_row_scores_every_pair_as_a_row_per_pair_does(tmp_path, use_k_order: bool) -> None:
+    # serving sends the query's inputs once; the graph must broadcast them exactly as repeated rows
+    from reranker.serving.onnx_runner import PAIR_INPUTS, QUERY_INPUTS
+
+    model = berm_o(use_k_order=use_k_order)
+    onnx_model = OnnxBermO(export_onnx(model, tmp_path / "berm_o.onnx"), OnnxThreads(intra_threads=1))
+    assert onnx_model.one_query_row
+    with torch.no_grad():
+        rows = dict(zip(PAIR_INPUTS, online_inputs(model, make_batch(7, 4, 6, 5))))
+    for name in QUERY_INPUTS:  # one query for all seven pairs: row 0's
+        rows[name] = rows[name][:1].expand_as(rows[name]).contiguous()
+    once = {name: value[:1] if name in QUERY_INPUTS else value for name, value in rows.items()}
+    with torch.no_grad():
+        want = model.forward_online(*rows.values())
+        torch_once = model.forward_online(*once.values())
+    got = onnx_model.run(*[t.numpy() for t in once.values()])
+    for w, t, g in zip(want, torch_once, got):
+        assert g.shape == (7,)
+        torch.testing.assert_close(t, w, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-5, rtol=0)
+    onnx_model.one_query_row = False  # as for a graph exported before: the runner repeats the rows
+    for w, g in zip(want, onnx_model.run(*[t.numpy() for t in once.values()])):
+        np.testing.assert_allclose(g, w.numpy(), atol=1e-5, rtol=0)
+
+
 # ----------------------------------------------------------------------------------------------
 # losses
 

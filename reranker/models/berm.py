@@ -45,7 +45,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reranker.text import PAD_ID, UNK_ID, Vocab
@@ -57,6 +56,7 @@ COSINE_INIT = 4.0
 PATHS = ("Q-I", "Q-I-Q", "I-Q", "I-Q-I")
 BATCH_KEYS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "nb_vec", "nb_w", "nb_mask", "bm25")
 _MASKED_LOGIT = -1e9
+NORM_EPS = 1e-8  # as F.normalize's eps: a zero vector has cosine 0 with anything
 
 # ----------------------------------------------------------------------------------------------
 # building blocks (shared with BERM-O)
@@ -103,8 +103,16 @@ def kernel_sigmas(n_kernels: int) -> list[float]:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cosine along the last dim, broadcasting; 0 where either side is a zero vector."""
-    return (F.normalize(a, dim=-1, eps=1e-8) * F.normalize(b, dim=-1, eps=1e-8)).sum(-1)
+    """Cosine along the last dim, broadcasting; 0 where either side is a zero vector.
+
+    The dot product over the two norms, not the product of normalised copies (F.normalize): the
+    same value, but the exported graph divides [N] numbers instead of two [N, D] arrays.
+    """
+    return (a * b).sum(-1) / (_norm(a) * _norm(b))
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    return x.norm(dim=-1).clamp_min(NORM_EPS)
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -122,11 +130,15 @@ class KernelPooling(nn.Module):
         self.register_buffer("sigma", torch.tensor(kernel_sigmas(n_kernels)), persistent=False)  # [R]
 
     def forward(self, sim: torch.Tensor, q_mask: torch.Tensor, i_mask: torch.Tensor) -> torch.Tensor:
-        # sim [N, Lq, Li], q_mask [N, Lq], i_mask [N, Li] (float 0/1) -> [N, R]
-        kernels = torch.exp(-((sim.unsqueeze(-1) - self.mu) ** 2) / (2 * self.sigma**2))  # [N, Lq, Li, R]
-        kernels = kernels * i_mask[:, None, :, None]
-        per_word = torch.log1p(kernels.sum(2))  # [N, Lq, R]
-        return (per_word * q_mask.unsqueeze(-1)).sum(1)  # [N, R]
+        # sim [N, Lq, Li], q_mask [N or 1, Lq], i_mask [N, Li] (float 0/1) -> [N, R]
+        # Kernels lead ([R, N, Lq, Li]) and the 1/(2 sigma^2) is a product: with R innermost each
+        # element-wise op broadcast over 7 numbers at a time, and served 100 candidates took 2.4 ms
+        # in these ops against 0.5 ms now (ONNX Runtime, one thread).
+        mu = self.mu.view(-1, 1, 1, 1)
+        scale = (-0.5 / self.sigma**2).view(-1, 1, 1, 1)
+        kernels = torch.exp((sim.unsqueeze(0) - mu) ** 2 * scale) * i_mask[None, :, None, :]  # [R, N, Lq, Li]
+        per_word = torch.log1p(kernels.sum(-1))  # [R, N, Lq]
+        return (per_word * q_mask.unsqueeze(0)).sum(-1).transpose(0, 1)  # [N, R]
 
 
 class ZeroOrder(nn.Module):
@@ -151,12 +163,14 @@ class ZeroOrder(nn.Module):
     def interaction(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine matrix [N, Lq, Li] (0 at masked cells) and the word masks [N, Lq], [N, Li]."""
-        q_mask = ((q_tokens != PAD_ID) & (q_tokens != UNK_ID)).float()  # [N, Lq]
+        q_mask = ((q_tokens != PAD_ID) & (q_tokens != UNK_ID)).float()  # [N or 1, Lq]
         i_mask = ((i_tokens != PAD_ID) & (i_tokens != UNK_ID)).float()  # [N, Li]
-        q = F.normalize(self.embed(q_tokens), dim=-1, eps=1e-8)  # [N, Lq, E]
-        i = F.normalize(self.embed(i_tokens), dim=-1, eps=1e-8)  # [N, Li, E]
-        sim = torch.bmm(q, i.transpose(1, 2))  # [N, Lq, Li]
-        return sim * q_mask.unsqueeze(2) * i_mask.unsqueeze(1), q_mask, i_mask
+        # normalised and masked word by word before the product (fewer element-wise ops on [N, Lq, Li])
+        q = self.embed(q_tokens)
+        q = q * (q_mask / _norm(q)).unsqueeze(-1)  # [N or 1, Lq, E]
+        i = self.embed(i_tokens)
+        i = i * (i_mask / _norm(i)).unsqueeze(-1)  # [N, Li, E]
+        return torch.matmul(q, i.transpose(1, 2)), q_mask, i_mask  # [N, Lq, Li]; one query row broadcasts
 
     def features(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor) -> torch.Tensor:
         """Kernel features [N, R]; feature 0 counts exact word matches (log1p per query word)."""

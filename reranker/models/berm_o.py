@@ -110,7 +110,8 @@ class BermO(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         zero_order = self.zero_order(q_tokens, i_tokens, q_vec, i_vec)  # [N]
         if self.config.use_k_order:
-            q_side = torch.stack([cosine(q_ctx, i_vec.unsqueeze(1)), q_ctx_w, q_has], dim=-1)  # [N, 2, 3]
+            q_cos = cosine(q_ctx, i_vec.unsqueeze(1))  # [N, 2]
+            q_side = torch.stack([q_cos, q_ctx_w.expand_as(q_cos), q_has.expand_as(q_cos)], dim=-1)  # [N, 2, 3]
             i_side = torch.stack([cosine(i_ctx, q_vec.unsqueeze(1)), i_ctx_w, i_has], dim=-1)  # [N, 2, 3]
             feats = torch.cat([q_side, i_side], dim=1).flatten(1)  # [N, 4 * 3], paths in contract order
             k_order = self.k_mlp(feats).squeeze(-1)  # [N]

@@ -31,20 +31,27 @@ def parse_request(request, limits: Limits) -> tuple[str, list[Candidate]]:
         raise InvalidRequest("no candidates to rerank")
     if n > limits.max_candidates:
         raise InvalidRequest(f"{n} candidates; this server takes at most {limits.max_candidates} per request")
-    seen: dict[str, int] = {}
-    candidates = []
-    for index, c in enumerate(request.candidates):
-        if not c.item_id:
-            raise InvalidRequest(f"candidates[{index}]: item_id is empty")
-        if c.item_id in seen:
-            raise InvalidRequest(f"duplicate item_id {c.item_id!r} (candidates[{seen[c.item_id]}] and candidates[{index}])")
-        seen[c.item_id] = index
-        if len(c.text) > limits.max_text_chars:
-            raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): text has {len(c.text)} characters; "
-                                 f"the maximum is {limits.max_text_chars}")
-        if not math.isfinite(c.bm25_score):
-            raise InvalidRequest(f"candidates[{index}] ({c.item_id!r}): bm25_score is {c.bm25_score}, not a finite number")
-        # proto3 cannot tell 0 from unset: a client that sends no rank means the list's own order
-        rank = int(c.bm25_rank) or index + 1
-        candidates.append(Candidate(c.item_id, float(c.bm25_score), rank, c.text or None))
-    return query, candidates
+    # Each field is read once for the whole list (a protobuf read is a Python call) and checked in
+    # bulk; only a list that fails a check is walked again, to name the first offender.
+    given = request.candidates
+    ids = [c.item_id for c in given]
+    scores = [c.bm25_score for c in given]
+    texts = [c.text for c in given]
+    if "" in ids:
+        raise InvalidRequest(f"candidates[{ids.index('')}]: item_id is empty")
+    if len(set(ids)) != n:
+        seen: dict[str, int] = {}
+        for index, item_id in enumerate(ids):
+            if item_id in seen:
+                raise InvalidRequest(f"duplicate item_id {item_id!r} (candidates[{seen[item_id]}] and candidates[{index}])")
+            seen[item_id] = index
+    if max(map(len, texts)) > limits.max_text_chars:
+        index = next(i for i, t in enumerate(texts) if len(t) > limits.max_text_chars)
+        raise InvalidRequest(f"candidates[{index}] ({ids[index]!r}): text has {len(texts[index])} characters; "
+                             f"the maximum is {limits.max_text_chars}")
+    if not all(map(math.isfinite, scores)):
+        index = next(i for i, v in enumerate(scores) if not math.isfinite(v))
+        raise InvalidRequest(f"candidates[{index}] ({ids[index]!r}): bm25_score is {scores[index]}, not a finite number")
+    # proto3 cannot tell 0 from unset: a client that sends no rank means the list's own order
+    ranks = [int(c.bm25_rank) or index for index, c in enumerate(given, start=1)]
+    return query, list(map(Candidate, ids, scores, ranks, [t or None for t in texts]))

@@ -223,15 +223,22 @@ class OnlineReranker:
         q = self._query(query)
         after_query = time.perf_counter()
 
-        known = [c for c in candidates if c.product_id in self.item_row]
-        fresh = [c for c in candidates if c.product_id not in self.item_row and c.text]
-        unscored = [c.product_id for c in candidates if c.product_id not in self.item_row and not c.text]
+        known, known_rows, fresh, unscored = [], [], [], []
+        for c in candidates:  # one pass: a request's Python work is what limits concurrent requests (GIL)
+            row = self.item_row.get(c.product_id)
+            if row is not None:
+                known.append(c)
+                known_rows.append(row)
+            elif c.text:
+                fresh.append(c)
+            else:
+                unscored.append(c.product_id)
         order = known + fresh
         n = len(order)
         if n == 0:
             return Reranking([], unscored, {"query_context": 1000 * (after_query - began), "item_lookup": 0.0,
                                             "onnx": 0.0})
-        rows = np.fromiter((self.item_row[c.product_id] for c in known), dtype=np.int64, count=len(known))
+        rows = np.asarray(known_rows, dtype=np.int64)
         # The request's own title width, not the maximum: the kernel pooling's work grows with
         # Lq x Li, and padding to 12 x 32 tripled the ONNX time (3.4 vs 1.2 ms per 100 candidates).
         width = max(1, int(self.item_lengths[rows].max(initial=0)))
@@ -254,16 +261,14 @@ class OnlineReranker:
         bm25 = minmax(np.array([c.bm25 for c in order], dtype=np.float64)).astype(np.float32)
         after_items = time.perf_counter()
 
-        score, zero, k_order = self.pair(
-            np.tile(q.tokens, (n, 1)), i_tokens, np.tile(q.vec, (n, 1)), i_vec,
-            np.broadcast_to(q.ctx, (n, *q.ctx.shape)), np.tile(q.ctx_w, (n, 1)), np.tile(q.has, (n, 1)),
-            ctx, ctx_w, has, bm25)
+        # the query's inputs go once (one row), not once per candidate: the graph broadcasts them
+        score, zero, k_order = self.pair(q.tokens[None], i_tokens, q.vec[None], i_vec, q.ctx[None],
+                                         q.ctx_w[None], q.has[None], ctx, ctx_w, has, bm25)
         done = time.perf_counter()
 
         scores = {}
-        for row, c in enumerate(order):
+        for row, (c, s, z, k) in enumerate(zip(order, score.tolist(), zero.tolist(), k_order.tolist())):
             nbs = tuple(q.neighbors + neighbors[row]) if explain else ()
-            s, z, k = float(score[row]), float(zero[row]), float(k_order[row])
             scores[c.product_id] = (s, Explanation(z, k, s - z - k, nbs))
         timings = {"query_context": 1000 * (after_query - began), "item_lookup": 1000 * (after_items - after_query),
                    "onnx": 1000 * (done - after_items)}

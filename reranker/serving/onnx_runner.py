@@ -15,12 +15,15 @@ import numpy as np
 from common.settings import OnnxThreads
 
 __all__ = ["CONTEXT_INPUTS", "CONTEXT_OUTPUTS", "OnnxBermO", "OnnxContext", "OnnxGraph", "OnnxThreads", "PAIR_INPUTS",
-           "PAIR_OUTPUTS", "open_session"]
+           "PAIR_OUTPUTS", "QUERY_INPUTS", "QUERY_ROWS", "open_session"]
 
 # BERM-O's online half (pair.onnx): tokens, vectors, precomputed contexts, BM25 -> score and parts
 PAIR_INPUTS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "q_ctx", "q_ctx_w", "q_has",
                "i_ctx", "i_ctx_w", "i_has", "bm25")
 PAIR_OUTPUTS = ("score", "zero_order", "k_order")
+# the query's own inputs: one row for the whole request in graphs whose first axis is QUERY_ROWS
+QUERY_INPUTS = ("q_tokens", "q_vec", "q_ctx", "q_ctx_w", "q_has")
+QUERY_ROWS = "nq"
 # one side's offline half (query_ctx.onnx, item_ctx.onnx): node + neighbors -> context, attention
 CONTEXT_INPUTS = ("node_vec", "nb_vec", "nb_w", "nb_mask")
 CONTEXT_OUTPUTS = ("ctx", "ctx_w", "has", "attention")
@@ -59,10 +62,20 @@ class OnnxBermO(OnnxGraph):
 
     def __init__(self, path: Path, threads: OnnxThreads | None = None) -> None:
         super().__init__(path, PAIR_OUTPUTS, threads)
+        # artifacts exported before the query side had its own rows want a row per pair
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        self.one_query_row = shapes.get("q_vec", [None])[0] == QUERY_ROWS
 
     def run(self, *values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, zero_order, k_order), float32 [N] each, from the inputs in PAIR_INPUTS order."""
-        score, zero_order, k_order = self.run_named(**dict(zip(PAIR_INPUTS, values)))
+        """(score, zero_order, k_order), float32 [N] each, from the inputs in PAIR_INPUTS order. The
+        query's inputs may have one row (repeated for every pair when the graph cannot broadcast)."""
+        inputs = dict(zip(PAIR_INPUTS, values))
+        n = len(inputs["i_vec"])
+        for name in QUERY_INPUTS:
+            value = inputs[name]
+            if len(value) != n and not self.one_query_row:
+                inputs[name] = np.repeat(value, n, axis=0)
+        score, zero_order, k_order = self.run_named(**inputs)
         return score, zero_order, k_order
 
     __call__ = run

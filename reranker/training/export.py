@@ -18,7 +18,8 @@ from torch import nn
 
 from reranker.models.berm_o import BermO, BermOConfig
 from reranker.serving import text_encoder
-from reranker.serving.onnx_runner import CONTEXT_INPUTS, CONTEXT_OUTPUTS, PAIR_INPUTS, PAIR_OUTPUTS
+from reranker.serving.onnx_runner import (CONTEXT_INPUTS, CONTEXT_OUTPUTS, PAIR_INPUTS, PAIR_OUTPUTS, QUERY_INPUTS,
+                                          QUERY_ROWS)
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,14 @@ def example_online_inputs(config: BermOConfig, n: int = 2, lq: int = 3, li: int 
 
 
 def export_onnx(model: BermO, path: Path) -> Path:
-    """Write forward_online to `path` (opset 17; N, Lq and Li dynamic). Returns the path."""
+    """Write forward_online to `path` (opset 17; N, the query side's rows, Lq and Li dynamic). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {name: {0: "n"} for name in (*PAIR_INPUTS, *PAIR_OUTPUTS)}
-    dynamic["q_tokens"] = {0: "n", 1: "lq"}
+    # The query side has its own row count: serving sends the query once ("nq" = 1) and the graph
+    # broadcasts it over the N candidates (no [N, D] copies); a row per pair works too.
+    dynamic.update({name: {0: QUERY_ROWS} for name in QUERY_INPUTS})
+    dynamic["q_tokens"] = {0: QUERY_ROWS, 1: "lq"}
     dynamic["i_tokens"] = {0: "n", 1: "li"}
     was_training = model.training
     model.eval()
