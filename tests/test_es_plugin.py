@@ -367,6 +367,73 @@ def test_the_address_setting_is_validated(node_url) -> None:
     assert "shopsearch.rerank.target must be host:port" in json.dumps(body)
 
 
+# -- replicas of the service --------------------------------------------------------------------------
+
+def searched_by(replicas, url: str, index: str, searches: int) -> list[int]:
+    """Run `searches` reranked searches; how many Rerank calls each replica got meanwhile."""
+    before = [r.metrics.value("shopsearch_rerank_requests_total") for r in replicas]
+    for _ in range(searches):
+        status, result = http("POST", f"{url}/{index}/_search", search_body(5))
+        assert status == 200 and result["_shards"]["failed"] == 0, result
+    return [int(r.metrics.value("shopsearch_rerank_requests_total") - b) for r, b in zip(replicas, before)]
+
+
+def test_the_plugin_balances_over_replicas_and_loses_none_to_one_that_leaves(node_url, model) -> None:
+    from grpc_health.v1 import health_pb2
+
+    from reranker.rpc.stubs import RERANKER_SERVICE
+
+    replicas = []
+    for port in (RERANK_PORT + 1, RERANK_PORT + 2):
+        server = RerankServer(RerankSettings(port=port, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
+        server.start()
+        replicas.append(server.wait_ready(60))
+    a, b = replicas
+    index = make_index(node_url, "plugin-replicas", shards=1)
+    listed = f"127.0.0.1:{a.port},127.0.0.1:{b.port}"
+    try:
+        status, body = http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.target": listed}})
+        assert status == 200, body
+        wait_warmed(node_url)
+        assert stats(node_url)["target"] == listed
+        until_both = time.monotonic() + 20  # round robin uses a replica once its connection is up
+        while min(searched_by(replicas, node_url, index, 4)) == 0:
+            assert time.monotonic() < until_both, "one replica never got a call"
+        fallbacks = stats(node_url)["fallback_total"]
+        assert searched_by(replicas, node_url, index, 20) == [10, 10]
+        # a replica reported NOT_SERVING (loading, draining) leaves the rotation: client-side health checks
+        a.health.set(RERANKER_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        deadline = time.monotonic() + 20
+        while searched_by(replicas, node_url, index, 4)[0] != 0:
+            assert time.monotonic() < deadline, "the NOT_SERVING replica kept getting calls"
+        assert searched_by(replicas, node_url, index, 10) == [0, 10]
+        a.health.set(RERANKER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        deadline = time.monotonic() + 20
+        while searched_by(replicas, node_url, index, 4)[0] == 0:
+            assert time.monotonic() < deadline, "the replica did not come back into the rotation"
+        # one replica gone at once: every search still reranked, by the other
+        b.stop(grace=0)
+        got = searched_by(replicas, node_url, index, 20)
+        assert got[0] == 20, got
+        assert stats(node_url)["fallback_total"] == fallbacks, stats(node_url)
+    finally:
+        http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.target": None}})
+        for server in replicas:
+            server.stop(grace=0)
+    assert stats(node_url)["target"] == TARGET
+
+
+def test_a_replica_list_and_a_dns_name_are_valid_targets(node_url) -> None:
+    for good in ("127.0.0.1:1,127.0.0.1:2", "ipv4:127.0.0.1:1,127.0.0.1:2", "dns:///localhost:50051"):
+        status, body = http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.target": good}})
+        assert status == 200, (good, body)
+    for bad in ("127.0.0.1:1,", "127.0.0.1:1,nowhere", "dns:///localhost"):
+        status, body = http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.target": bad}})
+        assert status == 400 and "shopsearch.rerank.target must be host:port" in json.dumps(body), (bad, body)
+    status, body = http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.target": None}})
+    assert status == 200 and stats(node_url)["target"] == TARGET
+
+
 # -- two nodes ---------------------------------------------------------------------------------------
 
 def test_two_node_cluster_with_replicas_reranks(node_url, service) -> None:

@@ -14,9 +14,15 @@ import java.util.List;
 public final class RerankSettings {
     private RerankSettings() {}
 
-    /** host:port of the reranker gRPC service (the same one the page calls). */
+    /** Where the reranker service is: host:port, several replicas as host:port,host:port (or
+     *  ipv4:host:port,...), or dns:///name:port for every address of a name (RerankTarget). */
     public static final Setting<String> TARGET = Setting.simpleString(
         "shopsearch.rerank.target", "127.0.0.1:50051", RerankSettings::validateTarget, Property.NodeScope, Property.Dynamic);
+
+    /** Tries per call when a replica answers UNAVAILABLE (killed, loading, draining): the next
+     *  go to another replica, within the same deadline. 1 turns retries off. */
+    public static final Setting<Integer> RETRY_ATTEMPTS = Setting.intSetting(
+        "shopsearch.rerank.retry_attempts", 3, 1, 5, Property.NodeScope, Property.Dynamic);
 
     /** Each shard's call deadline; the call blocks a search thread, so this stays short. */
     public static final Setting<TimeValue> DEADLINE = Setting.timeSetting(
@@ -40,25 +46,31 @@ public final class RerankSettings {
         "shopsearch.rerank.max_text_chars", 1000, 1, Property.NodeScope, Property.Dynamic);
 
     public static List<Setting<?>> all() {
-        return List.of(TARGET, DEADLINE, FAIL_ON_ERROR, MAX_WINDOW, TEXT_FIELD, MAX_TEXT_CHARS);
+        return List.of(TARGET, RETRY_ATTEMPTS, DEADLINE, FAIL_ON_ERROR, MAX_WINDOW, TEXT_FIELD, MAX_TEXT_CHARS);
     }
 
     static void validateTarget(String target) {
-        parsePort(target);
+        RerankTarget.channelTarget(target);
     }
 
     /** The port of "host:port"; IllegalArgumentException with one line otherwise. */
-    static int parsePort(String target) {
-        int colon = target.lastIndexOf(':');
-        if (colon <= 0 || colon == target.length() - 1) {
-            throw new IllegalArgumentException("shopsearch.rerank.target must be host:port, got [" + target + "]");
+    static int parsePort(String address) {
+        return parsePort(address, address);
+    }
+
+    /** The port of "host:port", one entry of the setting's value `target` (named in the error). */
+    static int parsePort(String address, String target) {
+        String expected = "shopsearch.rerank.target must be host:port, host:port,host:port... or dns:///name:port";
+        int colon = address.lastIndexOf(':');
+        if (colon <= 0 || colon == address.length() - 1) {
+            throw new IllegalArgumentException(expected + ", got [" + target + "]");
         }
         try {
-            int port = Integer.parseInt(target.substring(colon + 1));
+            int port = Integer.parseInt(address.substring(colon + 1));
             if (port < 1 || port > 65535) throw new NumberFormatException();
             return port;
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("shopsearch.rerank.target must be host:port with a port 1-65535, got [" + target + "]");
+            throw new IllegalArgumentException(expected + " with ports 1-65535, got [" + target + "]");
         }
     }
 

@@ -17,7 +17,8 @@ import shopsearch.reranker.v1.RerankerOuterClass.RerankRequest;
 import shopsearch.reranker.v1.RerankerOuterClass.RerankResponse;
 
 import java.io.Closeable;
-import java.net.InetSocketAddress;
+import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
@@ -37,10 +38,12 @@ import java.util.concurrent.atomic.LongAdder;
 public final class RerankerLink implements Closeable {
     private static final Logger log = LogManager.getLogger(RerankerLink.class);
     private static final long LOG_EVERY_NANOS = TimeUnit.SECONDS.toNanos(10);
+    static final String RERANKER_SERVICE = RerankerGrpc.SERVICE_NAME;
 
     private static volatile RerankerLink instance;
 
     private volatile String target;
+    private volatile int retryAttempts;
     private volatile TimeValue deadline;
     private volatile boolean failOnError;
     private volatile int maxWindow;
@@ -70,8 +73,13 @@ public final class RerankerLink implements Closeable {
         this.maxWindow = RerankSettings.MAX_WINDOW.get(settings);
         this.textField = RerankSettings.TEXT_FIELD.get(settings);
         this.maxTextChars = RerankSettings.MAX_TEXT_CHARS.get(settings);
+        this.retryAttempts = RerankSettings.RETRY_ATTEMPTS.get(settings);
         setTarget(RerankSettings.TARGET.get(settings));
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.TARGET, this::setTarget);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.RETRY_ATTEMPTS, v -> {
+            retryAttempts = v;
+            setTarget(target);  // the retry policy is the channel's: a new one
+        });
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.DEADLINE, v -> deadline = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.FAIL_ON_ERROR, v -> failOnError = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_WINDOW, v -> maxWindow = v);
@@ -124,23 +132,47 @@ public final class RerankerLink implements Closeable {
         log.info("shopsearch reranker channel to [{}] opened", newTarget);
     }
 
-    private static ManagedChannel open(String target) {
+    private ManagedChannel open(String target) {
         // grpc finds its transports and load balancers through the context class loader, which on a
         // search thread is Elasticsearch's own: build with the plugin's loader in place.
         Thread thread = Thread.currentThread();
         ClassLoader previous = thread.getContextClassLoader();
         thread.setContextClassLoader(RerankerLink.class.getClassLoader());
         try {
-            InetSocketAddress address = new InetSocketAddress(RerankSettings.parseHost(target), RerankSettings.parsePort(target));
-            ManagedChannel ch = NettyChannelBuilder.forAddress(address)
+            RerankTarget.register();
+            ManagedChannel ch = NettyChannelBuilder.forTarget(RerankTarget.channelTarget(target))
                 .usePlaintext()
                 .maxInboundMessageSize(16 << 20)
+                .defaultServiceConfig(serviceConfig(target, retryAttempts))
+                .disableServiceConfigLookUp()  // ours, never one from DNS TXT records
+                .enableRetry()
                 .build();
             ch.getState(true);  // connect now: the first search must not pay for it
             return ch;
         } finally {
             thread.setContextClassLoader(previous);
         }
+    }
+
+    /**
+     * gRPC's own balancing, as the Python client sets it (reranker/client.py): round_robin over every
+     * replica the target names, client-side health checks (grpc.health.v1, the Reranker service) so a
+     * replica that is loading or draining leaves the rotation, and UNAVAILABLE retried on another
+     * replica within the call's deadline. One host:port keeps round_robin and retries, without health checks.
+     */
+    static Map<String, Object> serviceConfig(String target, int retryAttempts) {
+        Map<String, Object> config = new HashMap<>();
+        config.put("loadBalancingConfig", List.of(Map.of("round_robin", Map.of())));
+        if (RerankTarget.namesSeveral(target)) {
+            config.put("healthCheckConfig", Map.of("serviceName", RERANKER_SERVICE));
+        }
+        if (retryAttempts > 1) {
+            Map<String, Object> retry = Map.of(
+                "maxAttempts", (double) retryAttempts, "initialBackoff", "0.005s", "maxBackoff", "0.05s",
+                "backoffMultiplier", 2.0, "retryableStatusCodes", List.of("UNAVAILABLE"));
+            config.put("methodConfig", List.of(Map.of("name", List.of(Map.of("service", RERANKER_SERVICE)), "retryPolicy", retry)));
+        }
+        return config;
     }
 
     /** A first round trip off the search path: the first call on a new channel costs about a second. */
