@@ -18,8 +18,9 @@ import java.util.Set;
  * Where the reranker's replicas are, as {@code shopsearch.rerank.target} names them:
  * <ul>
  *   <li>{@code host:port}: one service;</li>
- *   <li>{@code host:port,host:port,...}, optionally written {@code ipv4:host:port,host:port} as the
- *       Python client's targets are: several replicas, each address given;</li>
+ *   <li>{@code host:port,host:port,...}, optionally written {@code ipv4:host:port,host:port} (or
+ *       {@code ipv6:[addr]:port,...}) as the Python client's targets are (Settings.resolved_rerank_target,
+ *       what the local node is given for the demo's replicas): several replicas, each address given;</li>
  *   <li>{@code dns:///name:port}: every address the name resolves to (docker-compose's scaled service).</li>
  * </ul>
  * A list is resolved by {@link ListResolverProvider}, a gRPC name resolver that hands the channel the
@@ -29,6 +30,7 @@ final class RerankTarget {
     static final String LIST_SCHEME = "shopsearch-list";
     private static final String DNS = "dns:";
     private static final String IPV4 = "ipv4:";
+    private static final String IPV6 = "ipv6:";
 
     private RerankTarget() {}
 
@@ -62,7 +64,8 @@ final class RerankTarget {
     }
 
     private static String strip(String target) {
-        return target.startsWith(IPV4) ? target.substring(IPV4.length()) : target;
+        if (target.startsWith(IPV4)) return target.substring(IPV4.length());
+        return target.startsWith(IPV6) ? target.substring(IPV6.length()) : target;
     }
 
     private static volatile boolean registered;
