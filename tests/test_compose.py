@@ -87,5 +87,5 @@ def test_the_elasticsearch_image_has_the_rescorer_plugin(compose) -> None:
     text = dockerfile.read_text()
     assert "FROM docker.elastic.co/elasticsearch/elasticsearch:" + Settings().es_version in text
     assert "mvn -q -B package" in text and "bin/elasticsearch-plugin install --batch file:///" in text
-    assert service["environment"]["shopsearch.rerank.target"] == "reranker:50051"
+    assert service["environment"]["shopsearch.rerank.target"] == "dns:///reranker:50051"  # every replica
     assert service["environment"]["shopsearch.rerank.deadline"].endswith("ms")
