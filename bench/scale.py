@@ -10,6 +10,10 @@ settings' worker and ONNX thread counts) on one artifact. Two load generators:
 Every query is sent once before timing (BERM-O caches each query's vector and context), so the
 rows are warm; each row is a fixed number of requests (Python) or a fixed duration (ghz).
 Ratios are of rows of this one run: 8 clients against 1, 2 replicas against 1.
+
+The floor rows serve the same requests with the do-nothing model (`bm25`: the server's own work,
+validation and the response, and no model), one replica: the most one Python gRPC process gives
+on this machine, so its 8/1-client ratio is the ceiling for BERM-O's in one process.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.rerank import ServedModel, Workload, run_clients
@@ -40,6 +44,7 @@ class ScaleRow:
     requests_per_s: float
     latency_ms: Stats
     errors: int = 0
+    model: str = "berm-o"  # or "floor": the do-nothing model
 
 
 @dataclass
@@ -136,11 +141,19 @@ def bench_scale(workload: Workload, artifact: Path, requests: int = 600, ghz_sec
         finally:
             for server in servers:
                 server.stop()
+        progress("the floor: the do-nothing model, 1 replica")
+        with ServedModel("bm25") as floor:
+            run_clients(floor.target, workload, 1, len(workload.queries))
+            for clients in client_counts:
+                row = run_ghz(ghz, [floor.target], clients, ghz_seconds, data_file) if ghz else \
+                    run_python(floor.target, workload, 1, clients, requests)
+                rows.append(replace(row, model="floor"))
     result = ScaleBench(workload.source, candidates, str(artifact), servers[0].version, rows,
                         machine={"cpus": os.cpu_count(), "platform": platform.platform(),
                                  "python": platform.python_version(), "ghz": ghz or "not installed",
                                  "load_average": [round(x, 2) for x in os.getloadavg()]})
-    by = {(r.tool, r.replicas, r.clients): r for r in rows}
+    by = {(r.tool, r.replicas, r.clients): r for r in rows if r.model == "berm-o"}
+    floor = {r.clients: r for r in rows if r.model == "floor"}
     low, high = min(client_counts), max(client_counts)
     for tool in ("python", "ghz"):
         for replicas in (1, 2):
@@ -154,6 +167,9 @@ def bench_scale(workload: Workload, artifact: Path, requests: int = 600, ghz_sec
                 result.ratios[f"{tool}: 2/1 replica(s) throughput, {clients} client(s)"] = \
                     two.requests_per_s / one.requests_per_s
     tool = "ghz" if ghz else "python"
+    if low in floor and high in floor:
+        result.ratios[f"{tool}: {high}/{low} client(s) throughput, the floor (no model), 1 replica"] = \
+            floor[high].requests_per_s / floor[low].requests_per_s
     one, many = by.get((tool, 1, low)), by.get((tool, 1, high))
     if one and many:
         gain = many.requests_per_s / one.requests_per_s
@@ -174,10 +190,10 @@ def print_scale(result: ScaleBench, console) -> None:
 
     table = Table(title=f"BERM-O at scale: {result.candidates} candidates a request ({result.workload}, "
                         f"{result.machine['cpus']} CPUs); milliseconds", title_justify="left")
-    for column in ("tool", "replicas", "clients", "n", "req/s", "p50", "p95", "p99", "errors"):
-        table.add_column(column, justify="left" if column == "tool" else "right", no_wrap=True)
+    for column in ("model", "tool", "replicas", "clients", "n", "req/s", "p50", "p95", "p99", "errors"):
+        table.add_column(column, justify="left" if column in ("model", "tool") else "right", no_wrap=True)
     for r in result.rows:
-        table.add_row(r.tool, str(r.replicas), str(r.clients), str(r.requests), f"{r.requests_per_s:,.0f}",
+        table.add_row(r.model, r.tool, str(r.replicas), str(r.clients), str(r.requests), f"{r.requests_per_s:,.0f}",
                       f"{r.latency_ms.p50:.2f}", f"{r.latency_ms.p95:.2f}", f"{r.latency_ms.p99:.2f}", str(r.errors))
     console.print(table)
     console.print(f"model {result.version} from {result.artifact}; ghz: {result.machine['ghz']}; load average at the "
