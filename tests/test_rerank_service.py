@@ -708,3 +708,15 @@ def test_the_served_models_objects_are_out_of_the_cycle_collectors_view(server) 
     assert gc.get_freeze_count() > 10_000, gc.get_freeze_count()  # the artifact's tables and dicts
     gc.collect()
     assert not any(obj is model for obj in gc.get_objects())  # still frozen after a collection
+
+
+def test_a_reload_frees_the_frozen_model_it_replaces(artifacts) -> None:
+    import weakref
+
+    with RerankServer(config(), loader=load_berm_o, artifact=artifacts["a"]) as srv:
+        srv.wait_ready(120)
+        old = weakref.ref(srv.slot.model)
+        srv.slot.load(artifacts["b"])
+        with RerankClient(srv.target, timeout_s=10) as c:
+            c.rerank("cordless drill", bm25_list())
+        assert old() is None  # freed by reference counting, frozen or not: no model piles up per reload
