@@ -89,9 +89,9 @@ def model(tmp_path_factory) -> Switchable:
     return Switchable(load_berm_o(artifact))
 
 
-def start_reranker(model) -> RerankServer:
-    """The real gRPC service on RERANK_PORT (the port the plugin node's settings name), ready."""
-    server = RerankServer(RerankSettings(port=RERANK_PORT, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
+def start_reranker(model, port: int = RERANK_PORT) -> RerankServer:
+    """The real gRPC service on `port` (default RERANK_PORT, the one the plugin node's settings name), ready."""
+    server = RerankServer(RerankSettings(port=port, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
     server.start()
     server.wait_ready(60)
     return server
@@ -383,11 +383,7 @@ def test_the_plugin_balances_over_replicas_and_loses_none_to_one_that_leaves(nod
 
     from reranker.rpc.stubs import RERANKER_SERVICE
 
-    replicas = []
-    for port in (RERANK_PORT + 1, RERANK_PORT + 2):
-        server = RerankServer(RerankSettings(port=port, grace_s=1, metrics_port=None, reload_poll_s=0), model=model)
-        server.start()
-        replicas.append(server.wait_ready(60))
+    replicas = [start_reranker(model, port) for port in (RERANK_PORT + 1, RERANK_PORT + 2)]
     a, b = replicas
     index = make_index(node_url, "plugin-replicas", shards=1)
     listed = f"127.0.0.1:{a.port},127.0.0.1:{b.port}"

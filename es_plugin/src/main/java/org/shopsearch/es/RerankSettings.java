@@ -53,12 +53,8 @@ public final class RerankSettings {
         RerankTarget.channelTarget(target);
     }
 
-    /** The port of "host:port"; IllegalArgumentException with one line otherwise. */
-    static int parsePort(String address) {
-        return parsePort(address, address);
-    }
-
-    /** The port of "host:port", one entry of the setting's value `target` (named in the error). */
+    /** The port of "host:port", one entry of the setting's value `target` (named in the error);
+     *  IllegalArgumentException with one line otherwise. */
     static int parsePort(String address, String target) {
         String expected = "shopsearch.rerank.target must be host:port, host:port,host:port... or dns:///name:port";
         int colon = address.lastIndexOf(':');

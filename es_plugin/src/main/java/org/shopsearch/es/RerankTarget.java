@@ -51,14 +51,13 @@ final class RerankTarget {
         return LIST_SCHEME + ":" + strip(target);
     }
 
-    /** Each host:port of a list target, in order; IllegalArgumentException (one line) otherwise. */
-    static List<String[]> addresses(String target) {
-        String list = strip(target);
-        List<String[]> out = new ArrayList<>();
-        for (String entry : list.split(",", -1)) {
+    /** Each host:port of a list target, in order, not yet looked up; IllegalArgumentException (one line) otherwise. */
+    static List<InetSocketAddress> addresses(String target) {
+        List<InetSocketAddress> out = new ArrayList<>();
+        for (String entry : strip(target).split(",", -1)) {
             String address = entry.trim();
             int port = RerankSettings.parsePort(address, target);
-            out.add(new String[] {RerankSettings.parseHost(address), Integer.toString(port)});
+            out.add(InetSocketAddress.createUnresolved(RerankSettings.parseHost(address), port));
         }
         return out;
     }
@@ -68,7 +67,7 @@ final class RerankTarget {
         return target.startsWith(IPV6) ? target.substring(IPV6.length()) : target;
     }
 
-    private static volatile boolean registered;
+    private static boolean registered;  // guarded by the class (register)
 
     /** Registers the list resolver with gRPC once per JVM (before the first channel is built). */
     static synchronized void register() {
@@ -133,10 +132,10 @@ final class RerankTarget {
 
         private void resolve() {
             List<EquivalentAddressGroup> groups = new ArrayList<>();
-            for (String[] hostPort : addresses(list)) {
-                InetSocketAddress address = new InetSocketAddress(hostPort[0], Integer.parseInt(hostPort[1]));
+            for (InetSocketAddress given : addresses(list)) {
+                InetSocketAddress address = new InetSocketAddress(given.getHostString(), given.getPort());
                 if (address.isUnresolved()) {
-                    listener.onError(Status.UNAVAILABLE.withDescription("cannot resolve reranker host [" + hostPort[0] + "]"));
+                    listener.onError(Status.UNAVAILABLE.withDescription("cannot resolve reranker host [" + given.getHostString() + "]"));
                     return;
                 }
                 groups.add(new EquivalentAddressGroup(address));
