@@ -46,7 +46,9 @@ def base_model_path() -> Path:
 @dataclass
 class TeacherConfig:
     max_length: int = 48
-    batch_size: int = 128  # inference
+    # inference pairs a batch, of similar token length (see predict): 32 was fastest on 2 cores for
+    # both one query's 100 candidates and thousands of labelling pairs (vs 64 and 128)
+    batch_size: int = 32
     bm25_mix: float = 0.0  # weight of normalised BM25 in the ranking score, chosen on dev
     cosine_mix: float = 0.0  # weight of normalised bi-encoder cosine, chosen on dev beside bm25_mix
     model_version: str = MODEL_VERSION
@@ -119,13 +121,22 @@ class Teacher:
 
     @torch.inference_mode()
     def predict(self, queries: list[str], titles: list[str]) -> np.ndarray:
-        """Raw logits for many pairs, batched, in eval mode."""
+        """Raw logits for many pairs, in eval mode, in input order.
+
+        Batches hold pairs of similar token length: a batch is padded to its longest pair, and in
+        input order that padding was half the work (Home Depot: 26 tokens a pair on average, up to 48;
+        2,048 labelling pairs in 21 s unsorted, 11 s sorted, logits equal to 1e-5)."""
         self.model.eval()
-        out = []
-        for start in range(0, len(queries), self.config.batch_size):
-            stop = start + self.config.batch_size
-            out.append(self.logits(queries[start:stop], titles[start:stop]).float().numpy())
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+        out = np.zeros(len(queries), dtype=np.float32)
+        if not queries:
+            return out
+        lengths = self.tokenizer(queries, titles, truncation=True, max_length=self.config.max_length,
+                                 return_length=True)["length"]
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), self.config.batch_size):
+            rows = order[start:start + self.config.batch_size]
+            out[rows] = self.logits([queries[i] for i in rows], [titles[i] for i in rows]).float().numpy()
+        return out
 
 
 def deployed_score(logits: np.ndarray, bm25: np.ndarray, cosine: np.ndarray | None, bm25_mix: float,
