@@ -275,7 +275,7 @@ class Pipeline:
             config = dataclasses.replace(config, max_queries=len(self.teacher_q))
         groups = build_groups(self.catalog, self.teacher_q, self.bm25_top(), config)
         source = self.profile.teacher_from
-        teacher = Teacher.load(Path(source)) if source else Teacher.from_base()
+        teacher = Teacher.load(Path(source)) if source else Teacher.from_base(seed=config.seed)
         before = self.dev_clear_pairs(teacher)
         history = train_teacher(teacher, groups, config, self.root / "teacher-checkpoint")
         after = self.dev_clear_pairs(teacher)
