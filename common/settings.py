@@ -128,6 +128,9 @@ class RerankSettings(Group):
     # then target all of them (Settings.resolved_rerank_target) and balance with gRPC's round robin.
     replicas: int = Field(1, ge=1, le=16)
     query_cache_size: int = Field(10_000, ge=1)  # query contexts kept (bi-encoder + neighbors)
+    # items the artifact does not know, embedded from the text a request sent (bi-encoder +
+    # neighbors), kept by (id, text): a product the model never saw costs one pass, not one a request
+    item_cache_size: int = Field(50_000, ge=0)
     limits: Limits = Field(default_factory=Limits)
     onnx: OnnxThreads = Field(default_factory=OnnxThreads)
     balancing: Balancing = Field(default_factory=Balancing)
@@ -149,10 +152,10 @@ class WebSettings(Group):
     es_timeout_ms: float = Field(1000.0, gt=0)  # at most this for Elasticsearch (within the budget)
     rerank_deadline_ms: float = Field(300.0, gt=0)  # the reranker's deadline; past it, BM25 order
     # Send titles, so items the model has not seen are embedded and scored from text (a bi-encoder
-    # pass per unknown item and request: ~160 ms for 40 titles on one thread). Off: unknown items follow
-    # the reranked ones in BM25 order and the page says so (an artifact of the full profile knows
-    # every product; the quick one only those its queries retrieved).
-    send_text: bool = False
+    # pass the first time the service meets an unknown item, then kept: rerank.item_cache_size), and
+    # the quick artifact, which knows only what its queries retrieved, reranks every candidate. Off:
+    # unknown items follow the reranked ones in BM25 order and the page says so.
+    send_text: bool = True
     explain: bool = True  # ask for score parts and neighbors (the page's explain view)
     # How the page reranks: "service", its own gRPC call after the BM25 search; "plugin", one
     # `_search` with the shopsearch rescore clause (the node calls the service; no explain view).

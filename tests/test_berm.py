@@ -52,8 +52,10 @@ def make_batch(n: int = 6, lq: int = 3, li: int = 7, seed: int = 0) -> dict[str,
     nb_mask[1, 3] = False  # row 1 has no I-Q-I neighbors
     nb_vec = unit(n, P, K, g=g) * nb_mask[..., None]
     nb_w = torch.rand(n, P, K, generator=g) * nb_mask
-    return {"q_tokens": q_tokens, "i_tokens": i_tokens, "q_vec": unit(n, g=g), "i_vec": unit(n, g=g),
-            "nb_vec": nb_vec, "nb_w": nb_w, "nb_mask": nb_mask, "bm25": torch.rand(n, generator=g)}
+    batch = {"q_tokens": q_tokens, "i_tokens": i_tokens, "q_vec": unit(n, g=g), "i_vec": unit(n, g=g),
+             "nb_vec": nb_vec, "nb_w": nb_w, "nb_mask": nb_mask, "bm25": torch.rand(n, generator=g)}
+    batch["t_vec"] = unit(n, g=g)  # drawn last: the other tensors are as before it existed
+    return batch
 
 
 def berm(**overrides) -> Berm:
@@ -214,7 +216,8 @@ def online_inputs(model: BermO, batch: dict[str, torch.Tensor]) -> tuple[torch.T
     nv, nw, nm = batch["nb_vec"], batch["nb_w"], batch["nb_mask"]
     q_ctx = model.precompute_contexts(batch["q_vec"], nv[:, :2], nw[:, :2], nm[:, :2], side="query")
     i_ctx = model.precompute_contexts(batch["i_vec"], nv[:, 2:], nw[:, 2:], nm[:, 2:], side="item")
-    return (batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"], *q_ctx, *i_ctx, batch["bm25"])
+    tuned = (batch["t_vec"],) if model.config.use_tuned_query else ()
+    return (batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"], *q_ctx, *i_ctx, batch["bm25"], *tuned)
 
 
 def test_berm_o_forward_equals_online_with_precomputed_contexts() -> None:
@@ -230,9 +233,9 @@ def test_berm_o_forward_equals_online_with_precomputed_contexts() -> None:
     torch.testing.assert_close(k_order, out["k_order"], atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("use_k_order", [True, False])
-def test_onnx_export_matches_torch(tmp_path, use_k_order: bool) -> None:
-    model = berm_o(use_k_order=use_k_order)
+@pytest.mark.parametrize("use_k_order,tuned", [(True, False), (False, False), (True, True)])
+def test_onnx_export_matches_torch(tmp_path, use_k_order: bool, tuned: bool) -> None:
+    model = berm_o(use_k_order=use_k_order, use_tuned_query=tuned)
     onnx_model = OnnxBermO(export_onnx(model, tmp_path / "berm_o.onnx"), OnnxThreads(intra_threads=1))
     for n, lq, li, seed in [(3, 2, 6, 3), (11, 5, 9, 4)]:
         with torch.no_grad():
@@ -244,18 +247,20 @@ def test_onnx_export_matches_torch(tmp_path, use_k_order: bool) -> None:
             np.testing.assert_allclose(have, want.numpy(), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("use_k_order", [True, False])
-def test_one_query_row_scores_every_pair_as_a_row_per_pair_does(tmp_path, use_k_order: bool) -> None:
+@pytest.mark.parametrize("use_k_order,tuned", [(True, False), (False, False), (True, True)])
+def test_one_query_row_scores_every_pair_as_a_row_per_pair_does(tmp_path, use_k_order: bool, tuned: bool) -> None:
     # serving sends the query's inputs once; the graph must broadcast them exactly as repeated rows
     from reranker.serving.onnx_runner import PAIR_INPUTS, QUERY_INPUTS
 
-    model = berm_o(use_k_order=use_k_order)
+    model = berm_o(use_k_order=use_k_order, use_tuned_query=tuned)
     onnx_model = OnnxBermO(export_onnx(model, tmp_path / "berm_o.onnx"), OnnxThreads(intra_threads=1))
     assert onnx_model.one_query_row
     with torch.no_grad():
         rows = dict(zip(PAIR_INPUTS, online_inputs(model, make_batch(7, 4, 6, 5))))
+    assert ("t_vec" in rows) == tuned
     for name in QUERY_INPUTS:  # one query for all seven pairs: row 0's
-        rows[name] = rows[name][:1].expand_as(rows[name]).contiguous()
+        if name in rows:
+            rows[name] = rows[name][:1].expand_as(rows[name]).contiguous()
     once = {name: value[:1] if name in QUERY_INPUTS else value for name, value in rows.items()}
     with torch.no_grad():
         want = model.forward_online(*rows.values())
@@ -451,3 +456,36 @@ def test_listwise_weight_changes_the_training_loss() -> None:
     off = DistillLoss(DistillConfig(epochs=1, margin_weight=0.0))(scores, targets, gains, groups)
     on = DistillLoss(DistillConfig(epochs=1, margin_weight=0.0, listwise_weight=1.0))(scores, targets, gains, groups)
     assert on.item() > off.item() > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the tuned query encoder's cosine (reranker/training/query_encoder.py)
+
+
+@MODELS
+def test_a_model_reading_the_tuned_query_vector_requires_it_and_uses_it(make) -> None:
+    model = make(use_tuned_query=True)
+    batch = make_batch()
+    without = {key: value for key, value in batch.items() if key != "t_vec"}
+    with pytest.raises(ValueError, match=r"missing keys \['t_vec'\]"):
+        model(without)
+    with torch.no_grad():
+        base = model(batch)
+        moved = model({**batch, "t_vec": batch["i_vec"]})  # the tuned query vector on each item: cosine 1
+    # only the 0-order part reads it, and the parts still add up
+    torch.testing.assert_close(moved["k_order"], base["k_order"])
+    assert not torch.allclose(moved["zero_order"], base["zero_order"])
+    torch.testing.assert_close(moved["score"], moved["zero_order"] + moved["k_order"] + moved["bm25"])
+    # a model that does not read it ignores it
+    plain = make()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(without)["score"], plain(batch)["score"])
+
+
+def test_groups_with_tuned_query_vectors_train_a_model_that_reads_them() -> None:
+    groups = [{**make_batch(5, seed=s), "target": torch.rand(5)} for s in range(4)]
+    step = collate(groups)
+    assert tuple(step.batch["t_vec"].shape) == (20, D)
+    model = berm_o(use_tuned_query=True)
+    history = train_student(model, groups, DistillConfig(epochs=2, batch_queries=2), progress=False)
+    assert len(history) == 2 and all(math.isfinite(h) for h in history)

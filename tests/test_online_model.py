@@ -123,3 +123,60 @@ def test_missing_or_corrupt_artifact_gives_one_line(artifact, tmp_path):
     (broken / "items.npz").unlink()
     with pytest.raises(ArtifactError, match="missing items.npz"):
         OnlineReranker.load(broken)
+
+
+def test_an_unknown_item_is_embedded_once_and_kept_by_id_and_text(artifact):
+    model = OnlineReranker.load(artifact, item_cache_size=2)
+    sent = candidates(["p1"]) + [Candidate("new", 0.5, 2, "cordless drill kit")]
+    first = {s.product_id: s.score for s in model.rerank("cordless drill", sent).scored}
+    assert model.cached_items == 1
+    again = {s.product_id: s.score for s in model.rerank("cordless drill", sent).scored}
+    assert again == pytest.approx(first, abs=1e-6) and model.cached_items == 1
+    # a changed title is another item; the oldest goes past the cache's size
+    model.rerank("cordless drill", [Candidate("new", 0.5, 1, "garden hose reel")])
+    model.rerank("cordless drill", [Candidate("other", 0.5, 1, "led bulb")])
+    assert model.cached_items == 2
+    uncached = OnlineReranker.load(artifact, item_cache_size=0)
+    assert {s.product_id: s.score for s in uncached.rerank("cordless drill", sent).scored} == pytest.approx(first, abs=1e-6)
+    assert uncached.cached_items == 0
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A stand-in for the teacher-distilled query encoder: the bi-encoder with one layer nudged (seeded)."""
+    import copy
+
+    encoder = copy.deepcopy(load_bi_encoder())
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        weight = encoder[0].auto_model.encoder.layer[-1].output.dense.weight
+        weight.add_(0.05 * torch.randn(weight.shape, generator=g))
+    folder = build_tiny_artifact(tmp_path_factory.mktemp("tuned") / "serving", TITLES, QUERIES, seed=3,
+                                 tuned_encoder=encoder)
+    return folder, encoder
+
+
+def test_an_artifact_with_the_tuned_query_encoder_serves_what_torch_computes(tuned):
+    artifact, encoder = tuned
+    assert json.loads((artifact / "manifest.json").read_text())["use_tuned_query"] is True
+    online = OnlineReranker.load(artifact)
+    torch_model = BermO.load(artifact)
+    assert torch_model.config.use_tuned_query
+    sampler = NeighborSampler(ClickGraph.load(artifact / "graph.json"), per_path=5, seed=3)
+    builder = ContextBuilder(sampler, Vocab.load(artifact / "vocab.json"), VectorStore.load(artifact, "query_store"),
+                             VectorStore.load(artifact, "item_store"),
+                             {p: Product(p, t) for p, t in TITLES.items()}, load_bi_encoder(), tuned_encoder=encoder)
+    ids = list(TITLES)
+    bm25 = [float(len(ids) - i) for i in range(len(ids))]
+    for query in ("garden hose", "cordless screwdriver"):
+        query_id = query if query in QUERIES else None
+        with torch.inference_mode():
+            expected = torch_model(builder.build(query, query_id, ids, bm25))["score"].numpy()
+        served = np.array([s.score for s in online.rerank(query, candidates(ids)).scored])
+        np.testing.assert_allclose(served, expected, atol=2e-3)
+    # the tuned vector differs from the zero-shot one, so the model really reads its own encoder
+    assert not np.allclose(embed(encoder, ["garden hose"], progress=False), embed(load_bi_encoder(), ["garden hose"], progress=False), atol=1e-3)
+    # an artifact missing the tuned encoder's files says so in one line
+    (artifact / "query_encoder" / "text_encoder.onnx").unlink()
+    with pytest.raises(ArtifactError, match="missing query_encoder/text_encoder.onnx"):
+        OnlineReranker.load(artifact)

@@ -80,7 +80,8 @@ def test_onnx_artifact_matches_torch(run):
 def test_evaluation_has_every_row_and_the_teacher_beats_the_zero_shot_reference(run):
     result = json.loads((run.root / "eval.json").read_text())
     rows = {row["name"]: row for row in result["rows"]}
-    assert len(rows) == 6 and "BERM-O (ONNX)" in rows and "BERM without k-order" in rows
+    assert len(rows) == 7 and "BERM-O (ONNX)" in rows and "BERM without k-order" in rows
+    assert "bi-encoder cosine (teacher-tuned query)" in rows
     teacher = next(name for name in rows if name.startswith("teacher"))
     assert rows[teacher]["end_to_end"]["ndcg@10"] > rows["bi-encoder cosine (zero-shot)"]["end_to_end"]["ndcg@10"]
     assert rows[teacher]["rerank_judged"]["clear-pair acc"] > 0.55
@@ -101,6 +102,27 @@ def test_distillation_set_holds_the_bm25_top_100_and_title_pseudo_queries(run):
     assert len(pseudo) > run.profile.pseudo_queries // 2
     assert all(q.startswith(PREFIX) and q in labels for q in pseudo)
     assert not set(pseudo) & (set(run.split.dev) | set(run.split.test))
+
+
+def test_unlabeled_queries_are_train_queries_outside_the_teacher_and_the_students_grades(run):
+    from reranker.training.labeling import LabeledPairs
+
+    unlabeled = json.loads((run.root / "unlabeled_queries.json").read_text())
+    assert len(unlabeled) > run.profile.unlabeled_queries // 2
+    assert set(unlabeled) <= set(run.split.train)
+    assert not set(unlabeled) & (set(run.teacher_q) | set(run.train_q))
+    labels = LabeledPairs.load(run.root / "train_labels.npz").by_query()
+    assert all(q in labels and len(labels[q]) <= run.profile.unlabeled_k for q in unlabeled)
+
+
+def test_the_query_encoder_is_early_stopped_on_dev_and_served(run):
+    m = json.loads((run.root / "query_encoder" / "query_encoder_manifest.json").read_text())
+    # dev KL to the teacher: index 0 is the zero-shot encoder; the kept epoch is the best one
+    assert m["dev_history"][m["best_epoch"]] == min(m["dev_history"])
+    assert m["best_epoch"] > 0 and min(m["dev_history"]) < m["dev_history"][0]
+    serving = manifest(run, "serving")
+    assert serving["use_tuned_query"] is True
+    assert (run.root / "serving" / "query_encoder" / "text_encoder.onnx").is_file()
 
 
 def test_the_dev_check_judges_every_model_against_bm25_and_the_bi_encoder(run):

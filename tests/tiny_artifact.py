@@ -14,9 +14,11 @@ from reranker.text import Vocab, tokenize
 from reranker.training.artifact import build_artifact
 
 
-def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str] | None = None, seed: int = 0) -> Path:
+def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str] | None = None, seed: int = 0,
+                        tuned_encoder=None) -> Path:
     """Untrained BERM-O weights, real bi-encoder vectors, FAISS stores and a click graph that joins
-    each query to the titles sharing its words (weight = share of the query's words found)."""
+    each query to the titles sharing its words (weight = share of the query's words found). With a
+    `tuned_encoder` (a sentence-transformers model), the model reads its query cosine too."""
     if not titles:
         raise ValueError("a tiny artifact needs at least one product title")
     ids = list(titles)
@@ -36,6 +38,6 @@ def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str]
     query_store = VectorStore.build(queries, embed(encoder, queries, progress=False))
     vocab = Vocab.build([*titles.values(), *queries], min_count=1)
     torch.manual_seed(seed)
-    model = BermO(BermOConfig(vocab_size=len(vocab)))
+    model = BermO(BermOConfig(vocab_size=len(vocab), use_tuned_query=tuned_encoder is not None))
     return build_artifact(folder, model, vocab, graph, query_store, item_store, titles, seed=seed,
-                          extra={"tiny": True}, progress=False, bi_encoder=encoder)
+                          extra={"tiny": True}, progress=False, bi_encoder=encoder, tuned_encoder=tuned_encoder)

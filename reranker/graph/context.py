@@ -9,6 +9,9 @@ Vectors come from the FAISS stores where the node is there; a query or product t
 ad-hoc query at serving time, a product added after the stores were built) is embedded with the
 bi-encoder on the spot and cached. A graph neighbor with no vector anywhere is left out, so the
 mask stays honest.
+
+With a `tuned_encoder` (the teacher-distilled query encoder, reranker/training/query_encoder.py)
+each row also gets `t_vec`, the query's vector from that encoder, cached per query text.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class ContextBuilder:
         per_path: int = 5,
         max_query_tokens: int = MAX_QUERY_TOKENS,
         max_title_tokens: int = MAX_TITLE_TOKENS,
+        tuned_encoder=None,
     ) -> None:
         self.sampler = sampler
         self.vocab = vocab
@@ -67,6 +71,8 @@ class ContextBuilder:
         self._title_vectors: dict[str, np.ndarray] = {}  # product id -> vector (products not in the store)
         self._title_tokens: dict[str, list[int]] = {}
         self._missing_queries: set[str] = set()
+        self.tuned_encoder = tuned_encoder
+        self._tuned_vectors: dict[str, np.ndarray] = {}  # query text -> tuned encoder's vector
 
     # --- vectors -------------------------------------------------------------------------------
 
@@ -87,6 +93,17 @@ class ContextBuilder:
         """Vectors of query texts that are not in the store, embedded beforehand in one batch
         (training's pseudo-queries), so no group waits for the bi-encoder."""
         self._text_vectors.update(vectors)
+
+    def remember_tuned_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        """The tuned query encoder's vectors of query texts, embedded beforehand in one batch."""
+        self._tuned_vectors.update(vectors)
+
+    def tuned_vector(self, query_text: str) -> np.ndarray:
+        if query_text not in self._tuned_vectors:
+            if self.tuned_encoder is None:
+                raise ContextError(f"query {query_text!r} has no tuned vector and the builder has no tuned encoder")
+            self._tuned_vectors[query_text] = embed(self.tuned_encoder, [query_text], progress=False)[0]
+        return self._tuned_vectors[query_text]
 
     def _title(self, product_id: str) -> str:
         try:
@@ -196,7 +213,7 @@ class ContextBuilder:
             i_side = self.fill(paths, ITEM_PATHS)
             nb_vec[row, 2:], nb_w[row, 2:], nb_mask[row, 2:] = i_side
 
-        return {
+        batch = {
             "q_tokens": torch.from_numpy(q_tokens),
             "i_tokens": torch.from_numpy(i_tokens),
             "q_vec": torch.from_numpy(np.tile(q_vec, (n, 1)).astype(np.float32)),
@@ -206,3 +223,7 @@ class ContextBuilder:
             "nb_mask": torch.from_numpy(nb_mask),
             "bm25": torch.from_numpy(minmax(np.asarray(bm25, dtype=np.float64)).astype(np.float32)),
         }
+        if self.tuned_encoder is not None:
+            t_vec = np.asarray(self.tuned_vector(query_text), dtype=np.float32)
+            batch["t_vec"] = torch.from_numpy(np.tile(t_vec, (n, 1)))
+        return batch

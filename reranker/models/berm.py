@@ -14,7 +14,8 @@ lists the three parts (and the neighbors that carried the attention) is exact.
 Input contract (one dict of tensors for N pairs; P = 4 paths, K neighbors, D = 384): `q_tokens`
 int64 [N, Lq], `i_tokens` int64 [N, Li] (0 pad, 1 unknown), `q_vec`, `i_vec` float32 [N, D],
 `nb_vec` float32 [N, P, K, D], `nb_w` float32 [N, P, K], `nb_mask` bool [N, P, K], `bm25`
-float32 [N].
+float32 [N]; with `use_tuned_query`, also `t_vec` float32 [N, D], the query's vector from the
+teacher-distilled query encoder (reranker/training/query_encoder.py).
 
 Choices where the paper is silent:
 - Kernels follow K-NRM: mu = 1.0 (exact match, sigma 1e-3), then evenly spaced soft kernels from
@@ -26,6 +27,9 @@ Choices where the paper is silent:
   not known to be the same word, and their shared embedding would fake an exact match.
 - Word embeddings are trained from scratch (N(0, 1) init); the interaction is a cosine, so scale
   does not matter.
+- The tuned query encoder's cosine with the (fixed, zero-shot) item vector is one more input of
+  the 0-order linear layer, beside the zero-shot cosine: a pair-only signal, so it belongs to the
+  pair's own part and the explanation (zero_order + k_order + bm25) still adds up.
 - Attention: W_p is D -> attn_dim, U_p is 2D -> attn_dim (no bias), v_p is attn_dim -> 1, b_p a
   scalar per path times the edge weight. W_p and U_p start N(0, 1/m) where m is the number of
   unit vectors they read (1 and 2), so tanh starts in its working range.
@@ -55,6 +59,7 @@ MODEL_VERSION = "berm-2"  # 2: the 0-order part reads the bi-encoder cosine
 COSINE_INIT = 4.0
 PATHS = ("Q-I", "Q-I-Q", "I-Q", "I-Q-I")
 BATCH_KEYS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "nb_vec", "nb_w", "nb_mask", "bm25")
+TUNED_KEY = "t_vec"  # the tuned query encoder's vector, in batches of models that read it
 _MASKED_LOGIT = -1e9
 NORM_EPS = 1e-8  # as F.normalize's eps: a zero vector has cosine 0 with anything
 
@@ -62,9 +67,10 @@ NORM_EPS = 1e-8  # as F.normalize's eps: a zero vector has cosine 0 with anythin
 # building blocks (shared with BERM-O)
 
 
-def check_batch(batch: dict[str, torch.Tensor], paths: int, dim: int) -> tuple[int, int]:
-    """Validate a contract batch; returns (N, K). Raises ValueError naming the first bad tensor."""
-    missing = [key for key in BATCH_KEYS if key not in batch]
+def check_batch(batch: dict[str, torch.Tensor], paths: int, dim: int, tuned: bool = False) -> tuple[int, int]:
+    """Validate a contract batch (with `tuned`, its `t_vec` too); returns (N, K). Raises ValueError
+    naming the first bad tensor."""
+    missing = [key for key in (*BATCH_KEYS, *((TUNED_KEY,) if tuned else ())) if key not in batch]
     if missing:
         raise ValueError(f"batch is missing keys {missing}")
     n = batch["q_tokens"].shape[0] if batch["q_tokens"].dim() == 2 else -1
@@ -79,6 +85,8 @@ def check_batch(batch: dict[str, torch.Tensor], paths: int, dim: int) -> tuple[i
         "nb_mask": (torch.bool, (n, paths, k), "[N, P, K]"),
         "bm25": (torch.float32, (n,), "[N]"),
     }
+    if tuned:
+        specs[TUNED_KEY] = (torch.float32, (n, dim), "[N, D]")
     for key, (dtype, shape, written) in specs.items():
         tensor = batch[key]
         ok = tensor.dtype == dtype and tensor.dim() == len(shape)
@@ -150,15 +158,16 @@ class ZeroOrder(nn.Module):
     starts at COSINE_INIT, about the span of the distillation targets, so it counts from step one.
     """
 
-    def __init__(self, vocab_size: int, word_dim: int, n_kernels: int, use_cosine: bool = False) -> None:
+    def __init__(self, vocab_size: int, word_dim: int, n_kernels: int, use_cosine: bool = False,
+                 use_tuned: bool = False) -> None:
         super().__init__()
-        self.use_cosine = use_cosine
+        self.use_cosine, self.use_tuned = use_cosine, use_tuned
         self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=PAD_ID)
         self.pool = KernelPooling(n_kernels)
-        self.out = nn.Linear(n_kernels + int(use_cosine), 1)
-        if use_cosine:
-            with torch.no_grad():
-                self.out.weight[0, -1] = COSINE_INIT
+        self.out = nn.Linear(n_kernels + int(use_cosine) + int(use_tuned), 1)
+        with torch.no_grad():  # the cosines come last: [kernels..., zero-shot cosine, tuned cosine]
+            for column in range(n_kernels, n_kernels + int(use_cosine) + int(use_tuned)):
+                self.out.weight[0, column] = COSINE_INIT
 
     def interaction(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -178,13 +187,17 @@ class ZeroOrder(nn.Module):
         return self.pool(sim, q_mask, i_mask)
 
     def forward(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor, q_vec: torch.Tensor | None = None,
-                i_vec: torch.Tensor | None = None) -> torch.Tensor:
-        feats = self.features(q_tokens, i_tokens)  # [N, R]
+                i_vec: torch.Tensor | None = None, t_vec: torch.Tensor | None = None) -> torch.Tensor:
+        feats = [self.features(q_tokens, i_tokens)]  # [N, R]
         if self.use_cosine:
             if q_vec is None or i_vec is None:
                 raise ValueError("this 0-order part reads the bi-encoder cosine: pass q_vec and i_vec")
-            feats = torch.cat([feats, cosine(q_vec, i_vec).unsqueeze(-1)], dim=-1)  # [N, R + 1]
-        return self.out(feats).squeeze(-1)  # [N]
+            feats.append(cosine(q_vec, i_vec).unsqueeze(-1))  # [N, 1]
+        if self.use_tuned:
+            if t_vec is None or i_vec is None:
+                raise ValueError("this 0-order part reads the tuned query encoder's cosine: pass t_vec and i_vec")
+            feats.append(cosine(t_vec, i_vec).unsqueeze(-1))  # [N, 1]; one query row broadcasts
+        return self.out(torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0]).squeeze(-1)  # [N]
 
 
 class PathAttention(nn.Module):
@@ -253,6 +266,7 @@ class BermConfig:
     paths: int = 4
     use_k_order: bool = True
     use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec); False is the word-only ablation
+    use_tuned_query: bool = False  # 0-order also reads cos(t_vec, i_vec), the tuned query encoder's
     vec_dim: int = 384  # D, the bi-encoder dimension of q_vec, i_vec and nb_vec
     attn_dim: int = 32  # A, the width of the path attention
     model_version: str = MODEL_VERSION
@@ -264,7 +278,8 @@ class Berm(nn.Module):
     def __init__(self, config: BermConfig) -> None:
         super().__init__()
         self.config = config
-        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels, config.use_cosine)
+        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels, config.use_cosine,
+                                    config.use_tuned_query)
         if config.use_k_order:
             self.path_attention = PathAttention(config.paths, config.vec_dim, 2 * config.vec_dim,
                                                 config.attn_dim, cond_vectors=2)
@@ -293,8 +308,9 @@ class Berm(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """score, zero_order, k_order, bm25: [N] each (score = the sum of the three); attention [N, P, K]."""
-        n, k = check_batch(batch, self.config.paths, self.config.vec_dim)
-        zero_order = self.zero_order(batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"])  # [N]
+        n, k = check_batch(batch, self.config.paths, self.config.vec_dim, self.config.use_tuned_query)
+        zero_order = self.zero_order(batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"],
+                                     batch.get("t_vec"))  # [N]
         if self.config.use_k_order:
             k_order, attention = self.k_order(batch)
         else:

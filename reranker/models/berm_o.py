@@ -51,6 +51,7 @@ class BermOConfig:
     hidden: int = 16  # k-order MLP: 3 * 4 paths -> hidden -> 1
     use_k_order: bool = True
     use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec), as in BERM
+    use_tuned_query: bool = False  # 0-order also reads cos(t_vec, i_vec), as in BERM
     vec_dim: int = 384  # D
     attn_dim: int = 16  # A, the width of each side's path attention
     model_version: str = MODEL_VERSION
@@ -63,7 +64,8 @@ class BermO(nn.Module):
     def __init__(self, config: BermOConfig) -> None:
         super().__init__()
         self.config = config
-        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels, config.use_cosine)
+        self.zero_order = ZeroOrder(config.vocab_size, config.word_dim, config.kernels, config.use_cosine,
+                                    config.use_tuned_query)
         if config.use_k_order:
             self.query_attention = PathAttention(2, config.vec_dim, config.vec_dim, config.attn_dim, 1)
             self.item_attention = PathAttention(2, config.vec_dim, config.vec_dim, config.attn_dim, 1)
@@ -106,9 +108,9 @@ class BermO(nn.Module):
 
     # -- online half ----------------------------------------------------------------------------
 
-    def _parts(self, q_tokens, i_tokens, q_vec, i_vec, q_ctx, q_ctx_w, q_has, i_ctx, i_ctx_w, i_has, bm25
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        zero_order = self.zero_order(q_tokens, i_tokens, q_vec, i_vec)  # [N]
+    def _parts(self, q_tokens, i_tokens, q_vec, i_vec, q_ctx, q_ctx_w, q_has, i_ctx, i_ctx_w, i_has, bm25,
+               t_vec=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        zero_order = self.zero_order(q_tokens, i_tokens, q_vec, i_vec, t_vec)  # [N]
         if self.config.use_k_order:
             q_cos = cosine(q_ctx, i_vec.unsqueeze(1))  # [N, 2]
             q_side = torch.stack([q_cos, q_ctx_w.expand_as(q_cos), q_has.expand_as(q_cos)], dim=-1)  # [N, 2, 3]
@@ -122,16 +124,17 @@ class BermO(nn.Module):
 
     def forward_online(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor, q_vec: torch.Tensor,
                        i_vec: torch.Tensor, q_ctx: torch.Tensor, q_ctx_w: torch.Tensor, q_has: torch.Tensor,
-                       i_ctx: torch.Tensor, i_ctx_w: torch.Tensor, i_has: torch.Tensor, bm25: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(score, zero_order, k_order), [N] each, from tokens, vectors and precomputed contexts."""
+                       i_ctx: torch.Tensor, i_ctx_w: torch.Tensor, i_has: torch.Tensor, bm25: torch.Tensor,
+                       t_vec: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(score, zero_order, k_order), [N] each, from tokens, vectors and precomputed contexts
+        (`t_vec`, the tuned query encoder's vector, for a model that reads it)."""
         zero_order, k_order, bm25_part = self._parts(q_tokens, i_tokens, q_vec, i_vec, q_ctx, q_ctx_w, q_has,
-                                                     i_ctx, i_ctx_w, i_has, bm25)
+                                                     i_ctx, i_ctx_w, i_has, bm25, t_vec)
         return zero_order + k_order + bm25_part, zero_order, k_order
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training path: the contract batch, contexts computed on the fly; same outputs as BERM."""
-        check_batch(batch, self.paths, self.config.vec_dim)
+        check_batch(batch, self.paths, self.config.vec_dim, self.config.use_tuned_query)
         nb_vec, nb_w, nb_mask = batch["nb_vec"], batch["nb_w"], batch["nb_mask"]
         q = SIDES["query"]
         i = SIDES["item"]
@@ -139,7 +142,7 @@ class BermO(nn.Module):
         i_ctx, i_ctx_w, i_has, i_att = self._contexts(batch["i_vec"], nb_vec[:, i], nb_w[:, i], nb_mask[:, i], "item")
         zero_order, k_order, bm25_part = self._parts(
             batch["q_tokens"], batch["i_tokens"], batch["q_vec"], batch["i_vec"],
-            q_ctx, q_ctx_w, q_has, i_ctx, i_ctx_w, i_has, batch["bm25"])
+            q_ctx, q_ctx_w, q_has, i_ctx, i_ctx_w, i_has, batch["bm25"], batch.get("t_vec"))
         return {"score": zero_order + k_order + bm25_part, "zero_order": zero_order, "k_order": k_order,
                 "bm25": bm25_part, "attention": torch.cat([q_att, i_att], dim=1)}  # attention [N, 4, K]
 

@@ -74,16 +74,17 @@ def guard(model: ServingModel) -> ServingModel:
 
 
 def load_berm_o(folder: Path, threads: OnnxThreads | None = None,
-                query_cache_size: int = RerankSettings.model_fields["query_cache_size"].default) -> ServingModel:
+                query_cache_size: int = RerankSettings.model_fields["query_cache_size"].default,
+                item_cache_size: int = RerankSettings.model_fields["item_cache_size"].default) -> ServingModel:
     """The BERM-O artifact in `folder`; raises ArtifactError (one line) when missing or corrupt."""
     from reranker.serving.online import OnlineReranker  # torch, faiss and onnxruntime: only when serving one
 
-    return OnlineReranker.load(Path(folder), threads, query_cache_size)
+    return OnlineReranker.load(Path(folder), threads, query_cache_size, item_cache_size)
 
 
 def berm_o_loader(config: RerankSettings):
     """A loader (path -> model) with the rerank group's ONNX threads and query cache, for the server's slot."""
-    return lambda folder: load_berm_o(folder, config.onnx, config.query_cache_size)
+    return lambda folder: load_berm_o(folder, config.onnx, config.query_cache_size, config.item_cache_size)
 
 
 class Bm25Order:

@@ -9,11 +9,13 @@ The artifact is everything the online model needs, so serving is lookups plus sm
     items.npz               per known item: title token ids, precomputed context, edge weight, flags
     item_neighbors.json     per known item: its most-attended neighbors (for explain)
     text_encoder.onnx       the bi-encoder (+ text_tokenizer.json, text_encoder.json), for new queries and items
+    query_encoder/          the teacher-distilled query encoder, same three files (models with use_tuned_query)
     graph.json, query_store.*, item_store.*, vocab.json, berm_o.pt (the torch weights, for tests)
 
 Choices:
 - The query's bi-encoder vector and context are cached per query text (LRU): head queries repeat,
-  and the bi-encoder is the one costly step of a request.
+  and the bi-encoder is the one costly step of a request. Items embedded from a request's text are
+  cached likewise, by id and text (a changed title is embedded again).
 - BM25 scores are min-max scaled over the request's scored candidates, as in training.
 - A candidate the artifact does not know is embedded from its text on the spot; without text it
   cannot be scored and is reported as unscored (the caller keeps it in BM25 order).
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = "shopsearch-berm-o/1"
 EXPLAIN_PER_PATH = 3
+TUNED_FOLDER = "query_encoder"  # the tuned query encoder's ONNX files, inside the artifact
 REQUIRED = ("manifest.json", "pair.onnx", "items.npz", "item_neighbors.json", "graph.json", "vocab.json",
             "query_store.faiss", "query_store_ids.json", "item_store.faiss", "item_store_ids.json", *text_encoder.FILES)
 
@@ -78,13 +81,14 @@ class _QueryState:
     ctx_w: np.ndarray  # [2]
     has: np.ndarray  # [2]
     neighbors: list[Neighbor]  # the query's most-attended ones (explain)
+    tvec: np.ndarray | None = None  # [D], the tuned query encoder's vector (models that read it)
 
 
 class OnlineReranker:
     name = "BERM-O"
     thread_safe = True  # the server runs requests on it concurrently (see the module's notes)
 
-    def __init__(self, folder: Path, query_cache_size: int, threads: OnnxThreads) -> None:
+    def __init__(self, folder: Path, query_cache_size: int, threads: OnnxThreads, item_cache_size: int = 0) -> None:
         self.folder = Path(folder)
         self.threads = threads
         self.manifest = self._read_manifest()
@@ -108,6 +112,9 @@ class OnlineReranker:
             self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())  # id -> [[path, node, attention]]
             self.query_ids = json.loads((self.folder / "query_ids.json").read_text())
             self.text_encoder = text_encoder.TextEncoder(self.folder, threads)
+            # artifacts written before the tuned query encoder have no such key
+            self.tuned_encoder = (text_encoder.TextEncoder(self.folder / TUNED_FOLDER, threads)
+                                  if m.get("use_tuned_query") else None)
         except ArtifactError:
             raise
         except (OSError, ValueError, KeyError, StoreError, RuntimeError) as err:
@@ -125,6 +132,9 @@ class OnlineReranker:
                                       per_path=self.per_path)
         self._queries: OrderedDict[str, _QueryState] = OrderedDict()
         self.query_cache_size = query_cache_size
+        # (id, text) -> (tokens, vec, ctx, ctx_w, has, neighbors) of an item embedded from its text
+        self._items: OrderedDict[tuple[str, str], tuple] = OrderedDict()
+        self.item_cache_size = item_cache_size
         self._cache_lock = threading.Lock()  # the query LRU: held for dict operations only
         self._graph_lock = threading.Lock()  # the sampler's and builder's caches: pure Python work
 
@@ -140,6 +150,11 @@ class OnlineReranker:
             raise ArtifactError(f"{self.folder}/manifest.json: not JSON ({err})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
             raise ArtifactError(f"{self.folder}: not a {ARTIFACT_FORMAT} artifact")
+        if manifest.get("use_tuned_query"):
+            missing = [f"{TUNED_FOLDER}/{name}" for name in text_encoder.FILES
+                       if not (self.folder / TUNED_FOLDER / name).is_file()]
+            if missing:
+                raise ArtifactError(f"{self.folder}: incomplete artifact, missing {', '.join(missing)}")
         return manifest
 
     def item_store_rows(self, ids: list[str]) -> np.ndarray:
@@ -151,9 +166,10 @@ class OnlineReranker:
 
     @classmethod
     def load(cls, folder: Path, threads: OnnxThreads | None = None,
-             query_cache_size: int = RerankSettings.model_fields["query_cache_size"].default) -> "OnlineReranker":
-        """The artifact in `folder`; thread counts and cache size default to the settings' (rerank group)."""
-        return cls(folder, query_cache_size, threads or OnnxThreads())
+             query_cache_size: int = RerankSettings.model_fields["query_cache_size"].default,
+             item_cache_size: int = RerankSettings.model_fields["item_cache_size"].default) -> "OnlineReranker":
+        """The artifact in `folder`; thread counts and cache sizes default to the settings' (rerank group)."""
+        return cls(folder, query_cache_size, threads or OnnxThreads(), item_cache_size)
 
     def warm_up(self) -> None:
         ids = list(self.item_row)[:100]
@@ -163,6 +179,11 @@ class OnlineReranker:
 
     def knows(self, product_id: str) -> bool:
         return product_id in self.item_row
+
+    @property
+    def cached_items(self) -> int:
+        """Items embedded from a request's text and kept."""
+        return len(self._items)
 
     # -- parts ------------------------------------------------------------------------------------
 
@@ -191,7 +212,8 @@ class OnlineReranker:
             c, w, h, attention = self.query_ctx(vec[None], nb_vec[None], nb_w[None], nb_mask[None])
             ctx, ctx_w, has = c[0], w[0], h[0]
             neighbors = top_neighbors(QUERY_PATHS, ids, attention[0])
-        state = _QueryState(vec, tokens, ctx, ctx_w, has, neighbors)
+        tvec = self.tuned_encoder.encode([text])[0] if self.tuned_encoder is not None else None
+        state = _QueryState(vec, tokens, ctx, ctx_w, has, neighbors, tvec)
         with self._cache_lock:
             self._queries[text] = state
             self._queries.move_to_end(text)
@@ -200,6 +222,27 @@ class OnlineReranker:
         return state
 
     def _new_items(self, ids: list[str], texts: list[str]):
+        """Tokens, vectors and contexts for items the artifact does not know, from their text, as
+        columns; each item's row is computed once and kept (LRU, `item_cache_size`)."""
+        keys = list(zip(ids, texts))
+        with self._cache_lock:
+            found = {key: self._items[key] for key in keys if key in self._items}
+            for key in found:
+                self._items.move_to_end(key)
+        todo = [key for key in dict.fromkeys(keys) if key not in found]
+        if todo:
+            fresh = self._embed_items([pid for pid, _ in todo], [text for _, text in todo])
+            rows = {key: tuple(column[i] for column in fresh) for i, key in enumerate(todo)}
+            found.update(rows)
+            if self.item_cache_size:
+                with self._cache_lock:
+                    self._items.update(rows)
+                    while len(self._items) > self.item_cache_size:
+                        self._items.popitem(last=False)
+        tokens, vecs, ctx, ctx_w, has, neighbors = zip(*(found[key] for key in keys))
+        return list(tokens), np.stack(vecs), np.stack(ctx), np.stack(ctx_w), np.stack(has), list(neighbors)
+
+    def _embed_items(self, ids: list[str], texts: list[str]):
         """Tokens, vectors and contexts for items the artifact does not know, from their text."""
         vecs = self.text_encoder.encode(texts)
         tokens = [self.vocab.encode(t, self.max_title_tokens) for t in texts]
@@ -263,7 +306,8 @@ class OnlineReranker:
 
         # the query's inputs go once (one row), not once per candidate: the graph broadcasts them
         score, zero, k_order = self.pair(q.tokens[None], i_tokens, q.vec[None], i_vec, q.ctx[None],
-                                         q.ctx_w[None], q.has[None], ctx, ctx_w, has, bm25)
+                                         q.ctx_w[None], q.has[None], ctx, ctx_w, has, bm25,
+                                         None if q.tvec is None else q.tvec[None])
         done = time.perf_counter()
 
         scores = {}

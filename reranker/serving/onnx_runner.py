@@ -19,10 +19,10 @@ __all__ = ["CONTEXT_INPUTS", "CONTEXT_OUTPUTS", "OnnxBermO", "OnnxContext", "Onn
 
 # BERM-O's online half (pair.onnx): tokens, vectors, precomputed contexts, BM25 -> score and parts
 PAIR_INPUTS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "q_ctx", "q_ctx_w", "q_has",
-               "i_ctx", "i_ctx_w", "i_has", "bm25")
+               "i_ctx", "i_ctx_w", "i_has", "bm25", "t_vec")  # t_vec: only in graphs of models that read it
 PAIR_OUTPUTS = ("score", "zero_order", "k_order")
 # the query's own inputs: one row for the whole request in graphs whose first axis is QUERY_ROWS
-QUERY_INPUTS = ("q_tokens", "q_vec", "q_ctx", "q_ctx_w", "q_has")
+QUERY_INPUTS = ("q_tokens", "q_vec", "q_ctx", "q_ctx_w", "q_has", "t_vec")
 QUERY_ROWS = "nq"
 # one side's offline half (query_ctx.onnx, item_ctx.onnx): node + neighbors -> context, attention
 CONTEXT_INPUTS = ("node_vec", "nb_vec", "nb_w", "nb_mask")
@@ -67,12 +67,15 @@ class OnnxBermO(OnnxGraph):
         self.one_query_row = shapes.get("q_vec", [None])[0] == QUERY_ROWS
 
     def run(self, *values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(score, zero_order, k_order), float32 [N] each, from the inputs in PAIR_INPUTS order. The
-        query's inputs may have one row (repeated for every pair when the graph cannot broadcast)."""
-        inputs = dict(zip(PAIR_INPUTS, values))
+        """(score, zero_order, k_order), float32 [N] each, from the inputs in PAIR_INPUTS order (a
+        trailing t_vec may be left out, or None, for a graph without it). The query's inputs may have
+        one row (repeated for every pair when the graph cannot broadcast)."""
+        inputs = {name: value for name, value in zip(PAIR_INPUTS, values) if value is not None}
         n = len(inputs["i_vec"])
         for name in QUERY_INPUTS:
-            value = inputs[name]
+            value = inputs.get(name)
+            if value is None:
+                continue
             if len(value) != n and not self.one_query_row:
                 inputs[name] = np.repeat(value, n, axis=0)
         score, zero_order, k_order = self.run_named(**inputs)

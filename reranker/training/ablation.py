@@ -24,6 +24,8 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "listwise": ("BERM-O without the listwise KL loss", {"listwise_weight": "0"}),
     "pseudo": ("BERM-O without pseudo-queries", {"pseudo_queries": "0"}),
     "top100": ("BERM-O with labels on BM25 top-50 (not 100)", {"label_k": "50"}),
+    "query_encoder": ("BERM-O without the teacher-tuned query encoder", {"query_encoder": "false"}),
+    "unlabeled": ("BERM-O without unlabeled queries", {"unlabeled_queries": "0"}),
 }
 
 

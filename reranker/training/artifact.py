@@ -22,7 +22,7 @@ from indexer.graph import ClickGraph
 from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import ITEM_PATHS, NeighborSampler
 from reranker.models.berm_o import BermO
-from reranker.serving.online import ARTIFACT_FORMAT, top_neighbors
+from reranker.serving.online import ARTIFACT_FORMAT, TUNED_FOLDER, top_neighbors
 from reranker.text import MAX_QUERY_TOKENS, MAX_TITLE_TOKENS, Vocab
 from reranker.training.export import export_context_onnx, export_onnx, export_text_encoder
 
@@ -48,11 +48,13 @@ def build_artifact(
     chunk: int = 2048,
     progress: bool = True,
     bi_encoder=None,
+    tuned_encoder=None,
 ) -> Path:
     """Write a serving artifact for `model` into `folder` (built aside, then swapped in whole).
 
     `bi_encoder` is the sentence-transformers model that made the stores' vectors (loaded when not
-    given); its ONNX export embeds new queries and items at serving time."""
+    given); its ONNX export embeds new queries and items at serving time. A model that reads the
+    tuned query encoder's cosine needs `tuned_encoder` (exported into `query_encoder/`)."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -66,6 +68,10 @@ def build_artifact(
         export_context_onnx(model, tmp / "query_ctx.onnx", "query")
         export_context_onnx(model, tmp / "item_ctx.onnx", "item")
     export_text_encoder(bi_encoder or load_bi_encoder(), tmp)
+    if model.config.use_tuned_query:
+        if tuned_encoder is None:
+            raise ValueError("this model reads the tuned query encoder's cosine: pass tuned_encoder")
+        export_text_encoder(tuned_encoder, tmp / TUNED_FOLDER)
     graph.save(tmp / "graph.json")
     query_store.save(tmp, "query_store")
     item_store.save(tmp, "item_store")
@@ -106,6 +112,7 @@ def build_artifact(
         "model": "BERM-O",
         "model_version": model.config.model_version,
         "use_k_order": model.config.use_k_order,
+        "use_tuned_query": model.config.use_tuned_query,
         "per_path": per_path, "seed": seed,
         "max_query_tokens": max_query_tokens, "max_title_tokens": max_title_tokens,
         "items": len(ids), "graph_queries": len(graph.queries), "graph_edges": graph.num_edges,

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from reranker.models.berm import BATCH_KEYS, check_batch
+from reranker.models.berm import BATCH_KEYS, TUNED_KEY, check_batch
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,9 @@ def collate(groups: list[dict[str, torch.Tensor]]) -> StepBatch:
     k = max(g["nb_mask"].shape[2] for g in groups)
     pad_dims = {"q_tokens": (1, lq), "i_tokens": (1, li), "nb_vec": (2, k), "nb_w": (2, k), "nb_mask": (2, k)}
     batch = {}
-    for key in BATCH_KEYS:
+    # the tuned query encoder's vectors travel with the groups of a model that reads them
+    keys = (*BATCH_KEYS, TUNED_KEY) if all(TUNED_KEY in g for g in groups) else BATCH_KEYS
+    for key in keys:
         dim, size = pad_dims.get(key, (0, None))
         parts = [g[key] if size is None else _pad(g[key], dim, size) for g in groups]
         batch[key] = torch.cat(parts, dim=0)

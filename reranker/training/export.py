@@ -48,17 +48,21 @@ def example_online_inputs(config: BermOConfig, n: int = 2, lq: int = 3, li: int 
             torch.randn(n, d, generator=g), torch.randn(n, d, generator=g),
             torch.randn(n, 2, d, generator=g), torch.rand(n, 2, generator=g), torch.ones(n, 2),
             torch.randn(n, 2, d, generator=g), torch.rand(n, 2, generator=g), torch.ones(n, 2),
-            torch.rand(n, generator=g))
+            torch.rand(n, generator=g), torch.randn(n, d, generator=g))
 
 
 def export_onnx(model: BermO, path: Path) -> Path:
     """Write forward_online to `path` (opset 17; N, the query side's rows, Lq and Li dynamic). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = {name: {0: "n"} for name in (*PAIR_INPUTS, *PAIR_OUTPUTS)}
+    inputs = example_online_inputs(model.config)
+    names = list(PAIR_INPUTS)
+    if not model.config.use_tuned_query:  # a graph without the tuned query encoder has no t_vec input
+        inputs, names = inputs[:-1], names[:-1]
+    dynamic = {name: {0: "n"} for name in (*names, *PAIR_OUTPUTS)}
     # The query side has its own row count: serving sends the query once ("nq" = 1) and the graph
     # broadcasts it over the N candidates (no [N, D] copies); a row per pair works too.
-    dynamic.update({name: {0: QUERY_ROWS} for name in QUERY_INPUTS})
+    dynamic.update({name: {0: QUERY_ROWS} for name in QUERY_INPUTS if name in names})
     dynamic["q_tokens"] = {0: QUERY_ROWS, 1: "lq"}
     dynamic["i_tokens"] = {0: "n", 1: "li"}
     was_training = model.training
@@ -66,8 +70,8 @@ def export_onnx(model: BermO, path: Path) -> Path:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
-            torch.onnx.export(_OnlineGraph(model), example_online_inputs(model.config), str(path), dynamo=False,
-                              opset_version=17, input_names=list(PAIR_INPUTS), output_names=list(PAIR_OUTPUTS),
+            torch.onnx.export(_OnlineGraph(model), inputs, str(path), dynamo=False,
+                              opset_version=17, input_names=names, output_names=list(PAIR_OUTPUTS),
                               dynamic_axes=dynamic)
     finally:
         model.train(was_training)

@@ -1,6 +1,6 @@
 """The whole distillation pipeline as restartable stages, sized by a profile.
 
-    bm25 -> teacher -> teacher_mix -> labels -> graph -> faiss -> berm -> berm_o -> evaluate
+    bm25 -> teacher -> teacher_mix -> labels -> query_encoder -> graph -> faiss -> berm -> berm_o -> evaluate
 
 Each stage writes its artifacts under `artifacts/pipeline/<dataset>-<profile>/` and records its
 wall time and a config digest in `stages.json`; a re-run skips a stage whose digest is unchanged,
@@ -36,6 +36,8 @@ from reranker.models.teacher import Teacher
 from reranker.training.errors import PipelineError
 from reranker.training.labeling import LabeledPairs, label_candidates
 from reranker.training.pseudo_queries import pseudo_queries
+from reranker.training.query_encoder import (QueryEncoderConfig, QueryGroup, load_query_encoder, save_query_encoder,
+                                             train_query_encoder)
 from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import NeighborSampler
 from reranker.models.berm import Berm, BermConfig
@@ -60,6 +62,12 @@ class Profile:
     label_k: int = 100  # BM25 top-K of each train query scored by the teacher (all that serving reranks)
     pseudo_queries: int = 0  # extra unlabeled queries cut from product titles, teacher-scored
     pseudo_k: int = 30  # BM25 top-K of each pseudo-query scored by the teacher
+    # train-split queries the students never see the grades of (nor the teacher trained on): their
+    # BM25 top-K, teacher-scored, is more distillation data (the paper's "massive unlabeled data")
+    unlabeled_queries: int = 0
+    unlabeled_k: int = 30
+    query_encoder: bool = True  # the teacher-distilled query encoder, read by the students (query_encoder.py)
+    query_encoder_epochs: int = 6
     bm25_depth: int = 100
     mix_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # BM25 weight in the deployed teacher
     cosine_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # bi-encoder cosine weight (the cross-encoder keeps >= 0.1)
@@ -81,7 +89,8 @@ class Profile:
 # that stage and what follows, never the (long) teacher before it.
 STAGE_SETTINGS = {
     "teacher_mix": ("mix_grid", "cosine_grid"),
-    "labels": ("label_k", "pseudo_queries", "pseudo_k"),
+    "labels": ("label_k", "pseudo_queries", "pseudo_k", "unlabeled_queries", "unlabeled_k"),
+    "query_encoder": ("query_encoder", "query_encoder_epochs"),
     "graph": ("confident_edge",),
     "faiss": ("all_products",),
     "berm": ("student_epochs", "per_path", "use_cosine", "listwise_weight", "listwise_temperature"),
@@ -96,20 +105,20 @@ PROFILES: dict[str, Profile] = {
     # 0.287 with both; the deployed mix 0.405 -> 0.435 with the bi-encoder cosine in it).
     "quick": Profile("quick", TeacherTrainConfig(max_queries=300, checkpoint_every=50, epochs=3, head_lr=1e-3),
                      train_queries=300, dev_queries=100, test_queries=200, student_epochs=5,
-                     all_products=False, speed_queries=10, pseudo_queries=600),
+                     all_products=False, speed_queries=10, pseudo_queries=600, unlabeled_queries=1000),
     # A new shop with a few hundred labeled queries (another sample of train queries than quick's),
     # judged on a larger sample of the usual test split than quick's.
     "small-shop": Profile("small-shop", TeacherTrainConfig(max_queries=200, checkpoint_every=50, epochs=3, head_lr=1e-3),
                           train_queries=200, dev_queries=100, test_queries=400, student_epochs=6,
-                          all_products=False, speed_queries=10, pseudo_queries=400, seed=29),
+                          all_products=False, speed_queries=10, pseudo_queries=400, unlabeled_queries=1000, seed=29),
     # The headline numbers: every train query, the whole test split (an hour or more on 2 cores).
     "full": Profile("full", TeacherTrainConfig(), train_queries=None, dev_queries=400, test_queries=None,
                     pseudo_queries=10000),
 }
 
 
-STAGES = ("bm25", "teacher", "teacher_mix", "labels", "graph", "faiss", "berm", "berm_no_k_order", "berm_o",
-          "dev_check", "evaluate")
+STAGES = ("bm25", "teacher", "teacher_mix", "labels", "query_encoder", "graph", "faiss", "berm", "berm_no_k_order",
+          "berm_o", "dev_check", "evaluate")
 
 
 def _parse(kind: str, key: str, raw: str) -> object:
@@ -225,6 +234,9 @@ class Pipeline:
         path = self.root / "pseudo_queries.json"
         self.pseudo: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         self.texts.update(self.pseudo)
+        path = self.root / "unlabeled_queries.json"
+        self.unlabeled: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        self.texts.update(self.unlabeled)
         self.manifest = {
             "dataset": self.catalog.name, "data_fingerprint": self.catalog.fingerprint(),
             "split_id": self.split.split_id, "profile": self.profile.name,
@@ -362,9 +374,64 @@ class Pipeline:
         candidates.update({q: pseudo_top[q] for q in self.pseudo})
         self.texts.update(self.pseudo)
         (self.root / "pseudo_queries.json").write_text(json.dumps(self.pseudo))
+        self.unlabeled = self._unlabeled_queries()
+        unlabeled_top = bm25_top(self.es, self.alias, self.unlabeled, size=self.profile.unlabeled_k) if self.unlabeled else {}
+        self.unlabeled = {q: text for q, text in self.unlabeled.items() if len(unlabeled_top.get(q, {})) > 1}
+        candidates.update({q: unlabeled_top[q] for q in self.unlabeled})
+        self.texts.update(self.unlabeled)
+        (self.root / "unlabeled_queries.json").write_text(json.dumps(self.unlabeled))
         label_candidates(teacher, self.texts, candidates, self.titles, self._query_vectors(candidates),
                          self._item_vectors({p for items in candidates.values() for p in items})
                          ).save(self.root / "train_labels.npz")
+
+    def _unlabeled_queries(self) -> dict[str, str]:
+        """A seeded sample of train-split queries that neither the students' grades nor the teacher's
+        training touched (dev and test are never among them), by id -> text."""
+        taken = set(self.teacher_q)
+        pool = [q for q in self.split.train if q not in taken and q in self.catalog.queries]
+        chosen = _sample(pool, self.profile.unlabeled_queries, self.profile.seed + 1) if self.profile.unlabeled_queries else []
+        return {q: self.catalog.queries[q].text for q in chosen}
+
+    def _extra_queries(self) -> dict[str, str]:
+        """The students' queries beyond the train split's graded ones: pseudo-queries and unlabeled
+        queries (id -> text); none is in the query store or the graph."""
+        return {**self.pseudo, **self.unlabeled}
+
+    # -- the teacher-distilled query encoder ---------------------------------------------------------
+    def query_encoder(self) -> None:
+        """Fine-tune the bi-encoder's query side on the deployed teacher's scores (train labels), early
+        stopped on dev; item vectors stay the catalog's zero-shot ones (reranker/training/query_encoder.py)."""
+        folder = self.root / "query_encoder"
+        shutil.rmtree(folder, ignore_errors=True)
+        if not self.profile.query_encoder:
+            return
+        config = Teacher.load_config(self.root / "teacher")
+        train = LabeledPairs.load(self.root / "train_labels.npz").by_query()
+        dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
+        items = self._item_vectors({p for labels in (train, dev) for candidates in labels.values() for p in candidates})
+
+        def groups(labels) -> list[QueryGroup]:
+            targets = mixed_targets(labels, config.bm25_mix, config.cosine_mix)
+            return [QueryGroup(self.texts[q], np.stack([items[p] for p in targets[q]]),
+                               np.fromiter(targets[q].values(), np.float32)) for q in sorted(targets)]
+
+        qe_config = QueryEncoderConfig(epochs=self.profile.query_encoder_epochs, seed=self.profile.seed)
+        torch.manual_seed(qe_config.seed)
+        tuned, result = train_query_encoder(self._bi_encoder, groups(train), groups(dev), qe_config)
+        save_query_encoder(tuned, folder)
+        (folder / "query_encoder_manifest.json").write_text(json.dumps(
+            {**self.manifest, "model": "query_encoder", "config": asdict(qe_config), **asdict(result)}, indent=1))
+        log.info("query encoder: best epoch %d, dev KL %.4f (zero-shot %.4f)", result.best_epoch,
+                 min(result.dev_history), result.dev_history[0])
+
+    @property
+    def _tuned_encoder(self):
+        """The teacher-distilled query encoder of this run, or None (the profile has none)."""
+        if not self.profile.query_encoder:
+            return None
+        if not hasattr(self, "_loaded_tuned_encoder"):
+            self._loaded_tuned_encoder = load_query_encoder(self.root / "query_encoder")
+        return self._loaded_tuned_encoder
 
     # -- students ------------------------------------------------------------------------------------
     def _grades(self, queries: list[str]) -> dict[str, dict[str, float]]:
@@ -427,7 +494,8 @@ class Pipeline:
         sampler = NeighborSampler(ClickGraph.load(self.root / graph_file), per_path=self.profile.per_path,
                                   seed=self.profile.seed)
         return ContextBuilder(sampler, Vocab.load(self.root / "vocab.json"), self._stores[0], self._stores[1],
-                              self.catalog.products, encoder, per_path=self.profile.per_path)
+                              self.catalog.products, encoder, per_path=self.profile.per_path,
+                              tuned_encoder=self._tuned_encoder)
 
     @property
     def _stores(self) -> tuple[VectorStore, VectorStore]:
@@ -438,19 +506,25 @@ class Pipeline:
     def _train_groups(self, target_of=None) -> StudentGroups:
         labels = LabeledPairs.load(self.root / "train_labels.npz").by_query()
         config = Teacher.load_config(self.root / "teacher")
-        # pseudo-queries are not in the query store: like test queries, they are embedded
-        encoder = load_bi_encoder() if self.pseudo else None
+        # pseudo- and unlabeled queries are not in the query store: like test queries, they are embedded
+        extra = self._extra_queries()
+        encoder = load_bi_encoder() if extra else None
         folds = [self._context(f"graph_fold{fold}.json", encoder) for fold in (0, 1)]
-        if self.pseudo:
-            texts = sorted(set(self.pseudo.values()))
+        if extra:
+            texts = sorted(set(extra.values()))
             vectors = dict(zip(texts, embed(encoder, texts, self.profile.embed_batch_size, progress=False)))
             for builder in folds:
                 builder.remember_query_vectors(vectors)
+        if self._tuned_encoder is not None:  # every training query's tuned vector, in one batch
+            texts = sorted({self.texts[q] for q in self.train_q} | set(extra.values()))
+            tuned = dict(zip(texts, embed(self._tuned_encoder, texts, self.profile.embed_batch_size, progress=False)))
+            for builder in folds:
+                builder.remember_tuned_vectors(tuned)
         bm25 = {q: {p: b for p, (b, _, _) in items.items()} for q, items in labels.items()}
         items = sorted({p for candidates in bm25.values() for p in candidates})
         for builder in folds:
             builder.sampler.warm_items(items, self._stores[1])
-        return StudentGroups(self.train_q + sorted(self.pseudo), self.texts, bm25, mixed_targets(labels, config.bm25_mix, config.cosine_mix),
+        return StudentGroups(self.train_q + sorted(extra), self.texts, bm25, mixed_targets(labels, config.bm25_mix, config.cosine_mix),
                              self._grades(self.train_q),
                              lambda q: folds[fold_of(q)], target_of)
 
@@ -474,7 +548,8 @@ class Pipeline:
     def student(self, name: str, use_k_order: bool) -> None:
         """BERM (or its no-k-order ablation) distilled from the deployed teacher's scores plus the grades."""
         vocab = Vocab.load(self.root / "vocab.json")
-        model = Berm(BermConfig(vocab_size=len(vocab), use_k_order=use_k_order, use_cosine=self.profile.use_cosine))
+        model = Berm(BermConfig(vocab_size=len(vocab), use_k_order=use_k_order, use_cosine=self.profile.use_cosine,
+                                use_tuned_query=self.profile.query_encoder))
         config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed,
                                listwise_weight=self.profile.listwise_weight,
                                listwise_temperature=self.profile.listwise_temperature)
@@ -500,7 +575,8 @@ class Pipeline:
             with torch.inference_mode():
                 return teacher_model(group)["score"]
 
-        model = BermO(BermOConfig(vocab_size=len(vocab), use_cosine=self.profile.use_cosine))
+        model = BermO(BermOConfig(vocab_size=len(vocab), use_cosine=self.profile.use_cosine,
+                                  use_tuned_query=self.profile.query_encoder))
         config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed, hard_label_weight=0.0,
                                listwise_weight=self.profile.listwise_weight,
                                listwise_temperature=self.profile.listwise_temperature)
@@ -519,7 +595,8 @@ class Pipeline:
         query_store, item_store = self._stores
         build_artifact(self.root / "serving", model, vocab, builder.sampler.graph, query_store, item_store, self.titles,
                        query_texts={q: self.texts[q] for q in self.train_q}, per_path=self.profile.per_path,
-                       seed=self.profile.seed, extra=extra, bi_encoder=builder.bi_encoder)
+                       seed=self.profile.seed, extra=extra, bi_encoder=builder.bi_encoder,
+                       tuned_encoder=self._tuned_encoder)
         # The ONNX path against the torch path on held-out queries: same inputs, same scores.
         online = OnlineReranker.load(self.root / "serving")
         dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
@@ -557,7 +634,8 @@ class Pipeline:
 
     def _rankers(self, queries: list[str]) -> list:
         """BM25, the zero-shot bi-encoder, the deployed teacher, BERM (and its ablation) and BERM-O."""
-        from reranker.training.rankers import BiEncoderRanker, OnlineRanker, StudentRanker, TeacherRanker
+        from reranker.training.rankers import (TUNED_BI_ENCODER, BiEncoderRanker, OnlineRanker, StudentRanker,
+                                               TeacherRanker)
         from evaluation.rankers import BM25Ranker
 
         encoder = load_bi_encoder()
@@ -571,6 +649,8 @@ class Pipeline:
         if (self.root / "berm_no_k_order").is_dir() and self.profile.k_order_ablation:
             rankers.append(StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder))
         rankers.append(OnlineRanker(OnlineReranker.load(self.root / "serving")))
+        if self._tuned_encoder is not None:  # the tuned query encoder alone, against the same item vectors
+            rankers.append(BiEncoderRanker(self._tuned_encoder, self._stores[1], name=TUNED_BI_ENCODER))
         return rankers
 
     def dev_check(self) -> None:
@@ -632,6 +712,7 @@ class Pipeline:
             ("teacher", self.teacher),
             ("teacher_mix", self.teacher_mix),
             ("labels", self.labels),
+            ("query_encoder", self.query_encoder),
             ("graph", self.graph),
             ("faiss", self.faiss),
             ("berm", lambda: self.student("berm", use_k_order=True)),

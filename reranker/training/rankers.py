@@ -33,13 +33,20 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+TUNED_BI_ENCODER = "bi-encoder cosine (teacher-tuned query)"
+
+
 class BiEncoderRanker:
-    """Zero-shot reference: cosine between the query's and the title's bi-encoder vectors."""
+    """Zero-shot reference: cosine between the query's and the title's bi-encoder vectors. With the
+    teacher-distilled query encoder as `encoder` (and the same zero-shot item vectors), the tuned
+    bi-encoder alone."""
 
     name = "bi-encoder cosine (zero-shot)"
 
-    def __init__(self, encoder, item_store: VectorStore) -> None:
+    def __init__(self, encoder, item_store: VectorStore, name: str | None = None) -> None:
         self.encoder, self.item_store = encoder, item_store
+        if name is not None:
+            self.name = name
 
     def score(self, query: str, candidates: list[Product], bm25: list[float]) -> list[float]:
         with torch_threads(1):
