@@ -24,8 +24,10 @@ Choices where the paper is silent:
   cliff at the clamp, and a query word with no match adds exactly 0. Query words are then summed.
 - Unknown words (id 1) are masked like padding in the interaction matrix: two unknown words are
   not known to be the same word, and their shared embedding would fake an exact match.
-- Word embeddings are trained from scratch (N(0, 1) init); the interaction is a cosine, so scale
-  does not matter.
+- Word embeddings start N(0, 1) (`word_init="random"`) or from static vectors distilled from the
+  MiniLM bi-encoder (`word_init="minilm"`, reranker/training/word_vectors.py, copied in by
+  `ZeroOrder.init_word_vectors`); either way they are trained. The interaction is a cosine, so
+  scale does not matter to the score.
 - Attention: W_p is D -> attn_dim, U_p is 2D -> attn_dim (no bias), v_p is attn_dim -> 1, b_p a
   scalar per path times the edge weight. W_p and U_p start N(0, 1/m) where m is the number of
   unit vectors they read (1 and 2), so tanh starts in its working range.
@@ -44,6 +46,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,6 +60,7 @@ PATHS = ("Q-I", "Q-I-Q", "I-Q", "I-Q-I")
 BATCH_KEYS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "nb_vec", "nb_w", "nb_mask", "bm25")
 _MASKED_LOGIT = -1e9
 NORM_EPS = 1e-8  # as F.normalize's eps: a zero vector has cosine 0 with anything
+WORD_INITS = ("random", "minilm")  # how a student's word embeddings start (its config's word_init)
 
 # ----------------------------------------------------------------------------------------------
 # building blocks (shared with BERM-O)
@@ -160,6 +164,20 @@ class ZeroOrder(nn.Module):
             with torch.no_grad():
                 self.out.weight[0, -1] = COSINE_INIT
 
+    def init_word_vectors(self, vectors: np.ndarray | torch.Tensor) -> None:
+        """Start the word embeddings from `vectors` [vocab_size, word_dim] (still trainable); the
+        padding row stays zero."""
+        vectors = torch.as_tensor(np.asarray(vectors), dtype=self.embed.weight.dtype)
+        want = tuple(self.embed.weight.shape)
+        if tuple(vectors.shape) != want:
+            raise ValueError(f"word vectors must be [vocab_size, word_dim] = [{want[0]}, {want[1]}], "
+                             f"got {tuple(vectors.shape)}")
+        if not torch.isfinite(vectors).all():
+            raise ValueError("word vectors must be finite (they hold NaN or inf)")
+        with torch.no_grad():
+            self.embed.weight.copy_(vectors)
+            self.embed.weight[PAD_ID] = 0.0
+
     def interaction(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine matrix [N, Lq, Li] (0 at masked cells) and the word masks [N, Lq], [N, Li]."""
@@ -226,6 +244,11 @@ def save_checkpoint(model: nn.Module, folder: Path, name: str, extra: dict | Non
     log.info("saved %s to %s", name, folder)
 
 
+def check_word_init(word_init: str) -> None:
+    if word_init not in WORD_INITS:
+        raise ValueError(f"word_init must be one of {', '.join(WORD_INITS)}, got {word_init!r}")
+
+
 def read_config(config_cls: type, path: Path):
     """The dataclass stored at `path`; unknown keys are errors."""
     data = json.loads(Path(path).read_text())
@@ -255,7 +278,11 @@ class BermConfig:
     use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec); False is the word-only ablation
     vec_dim: int = 384  # D, the bi-encoder dimension of q_vec, i_vec and nb_vec
     attn_dim: int = 32  # A, the width of the path attention
+    word_init: str = "random"  # or "minilm": how the word embeddings started (see WORD_INITS)
     model_version: str = MODEL_VERSION
+
+    def __post_init__(self) -> None:
+        check_word_init(self.word_init)
 
 
 class Berm(nn.Module):
