@@ -52,27 +52,23 @@ def test_vectors_have_one_float32_row_per_id_and_zero_reserved_rows(cache, dim):
     assert np.sqrt(np.mean(vectors[2:] ** 2)) == pytest.approx(1.0, rel=1e-4)  # the N(0, 1) init's scale
 
 
-def test_same_vocabulary_gives_the_same_vectors_with_or_without_the_cache(cache):
-    assert np.array_equal(static_word_vectors(VOCAB, 32), static_word_vectors(VOCAB, 32, cache=cache))
-
-
 def test_cache_is_reused_for_its_vocabulary_and_rebuilt_for_another(cache, tmp_path):
     before = cache.stat().st_mtime_ns
-    static_word_vectors(VOCAB, 64, cache=cache)
+    cached = static_word_vectors(VOCAB, 32, cache=cache)
     assert cache.stat().st_mtime_ns == before
-    other = tmp_path / "word_vectors.npz"
-    other.write_bytes(cache.read_bytes())
-    reversed_vocab = Vocab(WORDS[::-1])
-    static_word_vectors(reversed_vocab, 32, cache=other)
-    with np.load(cache) as old, np.load(other) as new:
-        assert str(new["digest"]) == vocab_digest(reversed_vocab) != str(old["digest"])
-        # the same words' model outputs in the new order (batches differ: float noise only)
-        np.testing.assert_allclose(new["pooled"], old["pooled"][::-1], atol=1e-4)
+    stale = tmp_path / "word_vectors.npz"  # a cache left by another vocabulary
+    np.savez(stale, digest=np.array("another vocabulary"), pooled=np.ones((len(WORDS), 384), np.float32))
+    rebuilt = static_word_vectors(VOCAB, 32, cache=stale)  # the model again, from scratch
+    with np.load(stale) as data:
+        assert str(data["digest"]) == vocab_digest(VOCAB)
+    assert np.array_equal(rebuilt, cached)  # deterministic: the same vocabulary, the same vectors
+    assert vocab_digest(Vocab(WORDS[::-1])) != vocab_digest(VOCAB)  # the ids are part of the key
 
 
 @pytest.mark.parametrize("dim", [32, 64])
-def test_related_words_are_closer_than_unrelated_ones(cache, dim):
-    vectors = static_word_vectors(VOCAB, dim, cache=cache)
+@pytest.mark.parametrize("sif", [1e-4, None])
+def test_related_words_are_closer_than_unrelated_ones(cache, dim, sif):
+    vectors = static_word_vectors(VOCAB, dim, sif_coefficient=sif, cache=cache)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def cos(a: str, b: str) -> float:
@@ -83,9 +79,14 @@ def test_related_words_are_closer_than_unrelated_ones(cache, dim):
     assert min(related.values()) > max(unrelated.values()) + 0.3, (related, unrelated)
 
 
-def test_frequent_words_get_the_smallest_weights():
+def test_frequent_words_get_the_smallest_weights(cache):
     weights = sif_weights(13000, 1e-4)  # the quick profile's vocabulary size
     assert (np.diff(weights) > 0).all() and 0 < weights[0] < 0.01 and 0.9 < weights[-1] < 1
+    weighted = np.linalg.norm(static_word_vectors(VOCAB, 32, cache=cache)[2:], axis=1)
+    flat = np.linalg.norm(static_word_vectors(VOCAB, 32, sif_coefficient=None, cache=cache)[2:], axis=1)
+    ratio = weighted / flat  # sif_weights(len(WORDS)) up to one common factor
+    np.testing.assert_allclose(ratio / ratio[-1], sif_weights(len(WORDS), 1e-4) / sif_weights(len(WORDS), 1e-4)[-1],
+                               rtol=1e-4)
 
 
 def test_zero_order_starts_from_the_vectors_and_trains_them(cache):
@@ -112,23 +113,26 @@ def test_zero_order_refuses_vectors_of_the_wrong_shape_or_with_nan():
         zero_order.init_word_vectors(bad)
 
 
-@pytest.mark.parametrize("model_cls, config_cls, dim", [(Berm, BermConfig, 64), (BermO, BermOConfig, 32)])
-def test_students_start_as_their_config_says_and_record_it(cache, tmp_path, model_cls, config_cls, dim):
+@pytest.mark.parametrize("model_cls, config_cls, dim, word_init, sif", [
+    (Berm, BermConfig, 64, "minilm", 1e-4), (BermO, BermOConfig, 32, "minilm", 1e-4),
+    (BermO, BermOConfig, 32, "minilm-unweighted", None)])
+def test_students_start_as_their_config_says_and_record_it(cache, tmp_path, model_cls, config_cls, dim, word_init,
+                                                           sif):
     torch.manual_seed(0)
     random_model = model_cls(config_cls(vocab_size=len(VOCAB)))
     before = random_model.zero_order.embed.weight.detach().clone()
     start_word_vectors(random_model, VOCAB, cache=cache)  # "random": nothing to do
     assert torch.equal(random_model.zero_order.embed.weight, before)
 
-    model = model_cls(config_cls(vocab_size=len(VOCAB), word_init="minilm"))
+    model = model_cls(config_cls(vocab_size=len(VOCAB), word_init=word_init))
     start_word_vectors(model, VOCAB, cache=cache)
     assert model.zero_order.embed.weight.requires_grad
     assert np.array_equal(model.zero_order.embed.weight.detach().numpy(),
-                          static_word_vectors(VOCAB, dim, cache=cache))
+                          static_word_vectors(VOCAB, dim, sif_coefficient=sif, cache=cache))
     model.save(tmp_path, vocab=VOCAB)
     config_path = tmp_path / f"{model.name}_config.json"
-    assert json.loads(config_path.read_text())["word_init"] == "minilm"
-    assert model_cls.load(tmp_path).config.word_init == "minilm"
+    assert json.loads(config_path.read_text())["word_init"] == word_init
+    assert model_cls.load(tmp_path).config.word_init == word_init
     old = json.loads(config_path.read_text())
     del old["word_init"]  # a config saved before the key existed
     config_path.write_text(json.dumps(old))
@@ -136,5 +140,5 @@ def test_students_start_as_their_config_says_and_record_it(cache, tmp_path, mode
 
 
 def test_unknown_word_init_is_refused():
-    with pytest.raises(ValueError, match="word_init must be one of random, minilm, got 'glove'"):
+    with pytest.raises(ValueError, match="word_init must be one of random, minilm, minilm-unweighted, got 'glove'"):
         BermOConfig(vocab_size=10, word_init="glove")

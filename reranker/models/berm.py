@@ -25,7 +25,7 @@ Choices where the paper is silent:
 - Unknown words (id 1) are masked like padding in the interaction matrix: two unknown words are
   not known to be the same word, and their shared embedding would fake an exact match.
 - Word embeddings start N(0, 1) (`word_init="random"`) or from static vectors distilled from the
-  MiniLM bi-encoder (`word_init="minilm"`, reranker/training/word_vectors.py, copied in by
+  MiniLM bi-encoder (`word_init="minilm"` or "minilm-unweighted", reranker/training/word_vectors.py, copied in by
   `ZeroOrder.init_word_vectors`); either way they are trained. The interaction is a cosine, so
   scale does not matter to the score.
 - Attention: W_p is D -> attn_dim, U_p is 2D -> attn_dim (no bias), v_p is attn_dim -> 1, b_p a
@@ -60,7 +60,9 @@ PATHS = ("Q-I", "Q-I-Q", "I-Q", "I-Q-I")
 BATCH_KEYS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "nb_vec", "nb_w", "nb_mask", "bm25")
 _MASKED_LOGIT = -1e9
 NORM_EPS = 1e-8  # as F.normalize's eps: a zero vector has cosine 0 with anything
-WORD_INITS = ("random", "minilm")  # how a student's word embeddings start (its config's word_init)
+# how a student's word embeddings start (its config's word_init): N(0, 1), or MiniLM's static vectors
+# with model2vec's frequency weights or without them (reranker/training/word_vectors.py)
+WORD_INITS = ("random", "minilm", "minilm-unweighted")
 
 # ----------------------------------------------------------------------------------------------
 # building blocks (shared with BERM-O)
@@ -278,7 +280,7 @@ class BermConfig:
     use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec); False is the word-only ablation
     vec_dim: int = 384  # D, the bi-encoder dimension of q_vec, i_vec and nb_vec
     attn_dim: int = 32  # A, the width of the path attention
-    word_init: str = "random"  # or "minilm": how the word embeddings started (see WORD_INITS)
+    word_init: str = "random"  # how the word embeddings started, one of WORD_INITS
     model_version: str = MODEL_VERSION
 
     def __post_init__(self) -> None:

@@ -54,7 +54,7 @@ class BermOConfig:
     use_cosine: bool = True  # 0-order reads cos(q_vec, i_vec), as in BERM
     vec_dim: int = 384  # D
     attn_dim: int = 16  # A, the width of each side's path attention
-    word_init: str = "random"  # or "minilm", as in BERM
+    word_init: str = "random"  # one of WORD_INITS, as in BERM
     model_version: str = MODEL_VERSION
 
     def __post_init__(self) -> None:
