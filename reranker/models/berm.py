@@ -25,8 +25,10 @@ Choices where the paper is silent:
   cliff at the clamp, and a query word with no match adds exactly 0. Query words are then summed.
 - Unknown words (id 1) are masked like padding in the interaction matrix: two unknown words are
   not known to be the same word, and their shared embedding would fake an exact match.
-- Word embeddings are trained from scratch (N(0, 1) init); the interaction is a cosine, so scale
-  does not matter.
+- Word embeddings start N(0, 1) (`word_init="random"`) or from static vectors distilled from the
+  MiniLM bi-encoder (`word_init="minilm"` or "minilm-unweighted", reranker/training/word_vectors.py, copied in by
+  `ZeroOrder.init_word_vectors`); either way they are trained. The interaction is a cosine, so
+  scale does not matter to the score.
 - The tuned query encoder's cosine with the (fixed, zero-shot) item vector is one more input of
   the 0-order linear layer, beside the zero-shot cosine: a pair-only signal, so it belongs to the
   pair's own part and the explanation (zero_order + k_order + bm25) still adds up.
@@ -48,6 +50,7 @@ import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,6 +65,9 @@ BATCH_KEYS = ("q_tokens", "i_tokens", "q_vec", "i_vec", "nb_vec", "nb_w", "nb_ma
 TUNED_KEY = "t_vec"  # the tuned query encoder's vector, in batches of models that read it
 _MASKED_LOGIT = -1e9
 NORM_EPS = 1e-8  # as F.normalize's eps: a zero vector has cosine 0 with anything
+# how a student's word embeddings start (its config's word_init): N(0, 1), or MiniLM's static vectors
+# with model2vec's frequency weights or without them (reranker/training/word_vectors.py)
+WORD_INITS = ("random", "minilm", "minilm-unweighted")
 
 # ----------------------------------------------------------------------------------------------
 # building blocks (shared with BERM-O)
@@ -169,6 +175,20 @@ class ZeroOrder(nn.Module):
             for column in range(n_kernels, n_kernels + int(use_cosine) + int(use_tuned)):
                 self.out.weight[0, column] = COSINE_INIT
 
+    def init_word_vectors(self, vectors: np.ndarray | torch.Tensor) -> None:
+        """Start the word embeddings from `vectors` [vocab_size, word_dim] (still trainable); the
+        padding row stays zero."""
+        vectors = torch.as_tensor(np.asarray(vectors), dtype=self.embed.weight.dtype)
+        want = tuple(self.embed.weight.shape)
+        if tuple(vectors.shape) != want:
+            raise ValueError(f"word vectors must be [vocab_size, word_dim] = [{want[0]}, {want[1]}], "
+                             f"got {tuple(vectors.shape)}")
+        if not torch.isfinite(vectors).all():
+            raise ValueError("word vectors must be finite (they hold NaN or inf)")
+        with torch.no_grad():
+            self.embed.weight.copy_(vectors)
+            self.embed.weight[PAD_ID] = 0.0
+
     def interaction(self, q_tokens: torch.Tensor, i_tokens: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine matrix [N, Lq, Li] (0 at masked cells) and the word masks [N, Lq], [N, Li]."""
@@ -239,6 +259,11 @@ def save_checkpoint(model: nn.Module, folder: Path, name: str, extra: dict | Non
     log.info("saved %s to %s", name, folder)
 
 
+def check_word_init(word_init: str) -> None:
+    if word_init not in WORD_INITS:
+        raise ValueError(f"word_init must be one of {', '.join(WORD_INITS)}, got {word_init!r}")
+
+
 def read_config(config_cls: type, path: Path):
     """The dataclass stored at `path`; unknown keys are errors."""
     data = json.loads(Path(path).read_text())
@@ -269,7 +294,11 @@ class BermConfig:
     use_tuned_query: bool = False  # 0-order also reads cos(t_vec, i_vec), the tuned query encoder's
     vec_dim: int = 384  # D, the bi-encoder dimension of q_vec, i_vec and nb_vec
     attn_dim: int = 32  # A, the width of the path attention
+    word_init: str = "random"  # how the word embeddings started, one of WORD_INITS
     model_version: str = MODEL_VERSION
+
+    def __post_init__(self) -> None:
+        check_word_init(self.word_init)
 
 
 class Berm(nn.Module):

@@ -31,6 +31,7 @@ from torch import nn
 from reranker.models.berm import (
     PathAttention,
     ZeroOrder,
+    check_word_init,
     check_batch,
     cosine,
     load_weights,
@@ -54,7 +55,11 @@ class BermOConfig:
     use_tuned_query: bool = False  # 0-order also reads cos(t_vec, i_vec), as in BERM
     vec_dim: int = 384  # D
     attn_dim: int = 16  # A, the width of each side's path attention
+    word_init: str = "random"  # one of WORD_INITS, as in BERM
     model_version: str = MODEL_VERSION
+
+    def __post_init__(self) -> None:
+        check_word_init(self.word_init)
 
 
 class BermO(nn.Module):
