@@ -186,7 +186,8 @@ def _overrides(pairs: list[str] | None, teacher_from: Path | None) -> dict[str, 
 
 def _pipeline_factory(profile: str, fmt: Format, path: Path | None, es_url: str | None):
     """(catalog, overrides -> Pipeline) for a profile, after indexing the catalog."""
-    from reranker.training.pipeline import PROFILES, Pipeline, run_name, with_overrides
+    from reranker.training.pipeline import Pipeline
+    from reranker.training.profiles import PROFILES, run_name, with_overrides
 
     if profile not in PROFILES:
         raise PipelineError(f"unknown profile {profile!r}; choose {', '.join(PROFILES)}")
@@ -232,12 +233,12 @@ def pipeline(
     es_url: UrlOpt = None,
 ) -> None:
     """Teacher fine-tune, labeling, graph, FAISS, BERM, BERM-O, dev check and evaluation, as restartable stages."""
-    from reranker.training.pipeline import STAGES
+    from reranker.training.profiles import STAGES
 
     if until is not None and until not in STAGES:  # before reading and indexing the catalog
         raise PipelineError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
     chosen = _overrides(overrides, teacher_from)
-    from reranker.training.pipeline import PROFILES, with_overrides
+    from reranker.training.profiles import PROFILES, with_overrides
 
     if profile in PROFILES:
         with_overrides(PROFILES[profile], chosen)  # a bad setting fails before the catalog is read

@@ -75,7 +75,8 @@ def eval_summary(run_root: Path) -> str | None:
 
 
 def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:
-    from reranker.training.pipeline import PROFILES, Pipeline
+    from reranker.training.pipeline import Pipeline
+    from reranker.training.profiles import PROFILES
     from searchstack.edge import print_evaluation
 
     profile = settings.demo_profile

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from reranker.training.errors import PipelineError
-from reranker.training.pipeline import PROFILES, STAGE_SETTINGS, STAGES, run_name, with_overrides
+from reranker.training.profiles import PROFILES, STAGE_SETTINGS, STAGES, run_name, with_overrides
 from reranker.training.verdicts import BI_ENCODER, BM25, SERVED, dev_verdicts, verdict
 
 

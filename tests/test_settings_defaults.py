@@ -6,7 +6,7 @@ import inspect
 
 from indexer.bulk_index import connect, index_catalog
 from reranker.serving.online import OnlineReranker
-from reranker.training.pipeline import MEASUREMENT_ONLY, PROFILES
+from reranker.training.profiles import MEASUREMENT_ONLY, PROFILES
 from searchstack.settings import Settings
 
 
