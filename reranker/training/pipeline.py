@@ -33,7 +33,10 @@ from indexer.graph import ClickGraph, graph_from_logs
 from indexer.records import Catalog
 from indexer.splits import QuerySplit
 from reranker.models.teacher import Teacher
+from reranker.models.teacher_onnx import OnnxTeacher
 from reranker.training.errors import PipelineError
+from reranker.training.export import export_teacher
+from reranker.training.int8_guard import GuardThresholds, compare, write_choice
 from reranker.training.labeling import LabeledPairs, label_candidates
 from reranker.training.pseudo_queries import pseudo_queries
 from reranker.graph.context import ContextBuilder
@@ -63,6 +66,9 @@ class Profile:
     bm25_depth: int = 100
     mix_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # BM25 weight in the deployed teacher
     cosine_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # bi-encoder cosine weight (the cross-encoder keeps >= 0.1)
+    # the teacher is scored through ONNX int8 only within these on dev, else fp32 (reranker/training/int8_guard.py)
+    int8_max_ndcg_drop: float = 0.003  # the deployed teacher's dev NDCG@10, fp32 minus int8
+    int8_min_spearman: float = 0.97  # mean per-query Spearman of int8 with fp32 logits
     student_epochs: int = 6
     use_cosine: bool = True  # the students' 0-order part also reads the bi-encoder cosine of query and item
     listwise_weight: float = 1.0  # listwise KL to the teacher per query (reranker/training/distill.py)
@@ -80,7 +86,7 @@ class Profile:
 # Settings that first matter at a later stage enter the digest chain there, so changing them redoes
 # that stage and what follows, never the (long) teacher before it.
 STAGE_SETTINGS = {
-    "teacher_mix": ("mix_grid", "cosine_grid"),
+    "teacher_mix": ("mix_grid", "cosine_grid", "int8_max_ndcg_drop", "int8_min_spearman"),
     "labels": ("label_k", "pseudo_queries", "pseudo_k"),
     "graph": ("confident_edge",),
     "faiss": ("all_products",),
@@ -286,14 +292,16 @@ class Pipeline:
                                              "dev_clear_pair_acc": after})
 
     def teacher_mix(self) -> None:
-        """Score dev queries' BM25 top-N with the teacher; choose how much BM25 and how much zero-shot
-        bi-encoder cosine the deployed teacher mixes in, on dev NDCG@10."""
+        """Export the teacher to ONNX (fp32, int8) and score dev queries' BM25 top-N with it; choose
+        how much BM25 and how much zero-shot bi-encoder cosine the deployed teacher mixes in, on dev
+        NDCG@10; then the int8 guard picks the graph later stages score with (`_fast_teacher`)."""
         teacher = Teacher.load(self.root / "teacher")
+        export_teacher(teacher, self.root / "teacher")
         top = self.bm25_top()
         dev_top = {q: top[q] for q in self.dev_q}
-        dev = label_candidates(teacher, self.texts, dev_top, self.titles, self._query_vectors(self.dev_q),
+        dev = label_candidates(OnnxTeacher.load(self.root / "teacher", "fp32"), self.texts, dev_top, self.titles,
+                               self._query_vectors(self.dev_q),
                                self._item_vectors({p for items in dev_top.values() for p in items}))
-        dev.save(self.root / "dev_labels.npz")
         grades = {q: self.catalog.judgments_by_query()[q] for q in self.dev_q}
         by_query = dev.by_query()
         results = {}
@@ -308,9 +316,26 @@ class Pipeline:
         best = max(results, key=lambda m: (round(results[m], 6), -m[0] - m[1]))
         teacher.config.bm25_mix, teacher.config.cosine_mix = best
         table = {f"bm25 {a}, cosine {c}": value for (a, c), value in results.items()}
-        teacher.save(self.root / "teacher", {**json.loads((self.root / "teacher" / "manifest.json").read_text()),
-                                             "dev_ndcg@10_by_mix": table})
         log.info("teacher mix chosen on dev: BM25 %s, cosine %s (NDCG@10 %.4f)", *best, results[best])
+        dev, guard = self._int8_guard(dev, grades, best)
+        dev.save(self.root / "dev_labels.npz")
+        teacher.save(self.root / "teacher", {**json.loads((self.root / "teacher" / "manifest.json").read_text()),
+                                             "dev_ndcg@10_by_mix": table, "onnx_guard": asdict(guard)})
+
+    def _int8_guard(self, dev: LabeledPairs, grades: dict, mix: tuple[float, float]):
+        """Dev pairs scored by the int8 graph against the fp32 ones (`dev`) at the chosen mix; the
+        choice goes to teacher/onnx.json. Returns the chosen graph's dev labels and the guard's report."""
+        int8 = dataclasses.replace(dev, teacher=OnnxTeacher.load(self.root / "teacher", "int8").predict(
+            [self.texts[q] for q in dev.query_ids.tolist()], [self.titles[p] for p in dev.product_ids.tolist()]))
+        thresholds = GuardThresholds(self.profile.int8_max_ndcg_drop, self.profile.int8_min_spearman)
+        guard = compare(grades, dev.by_query(), int8.by_query(), *mix, thresholds)
+        write_choice(self.root / "teacher", guard)
+        (log.info if guard.chosen == "int8" else log.warning)("teacher ONNX graph: %s (%s)", guard.chosen, guard.reason)
+        return (int8 if guard.chosen == "int8" else dev), guard
+
+    def _fast_teacher(self) -> OnnxTeacher:
+        """The teacher through ONNX Runtime, int8 or fp32 as teacher_mix's guard chose, on every core."""
+        return OnnxTeacher.load(self.root / "teacher")
 
     def _query_vectors(self, query_ids) -> dict[str, np.ndarray]:
         """Bi-encoder vectors of these queries' texts, by query id."""
@@ -347,7 +372,7 @@ class Pipeline:
 
     def labels(self) -> None:
         """The distillation set: each train query's BM25 top-K plus its judged products."""
-        teacher = Teacher.load(self.root / "teacher")
+        teacher = self._fast_teacher()
         top = self.bm25_top()
         grades = self.catalog.judgments_by_query()
         candidates = {}
@@ -566,7 +591,7 @@ class Pipeline:
         builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
                                           | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
         bi_encoder = BiEncoderRanker(encoder, self._stores[1])
-        rankers = [BM25Ranker(), bi_encoder, TeacherRanker(Teacher.load(self.root / "teacher"), bi_encoder),
+        rankers = [BM25Ranker(), bi_encoder, TeacherRanker(self._fast_teacher(), bi_encoder),
                    StudentRanker("BERM", Berm.load(self.root / "berm"), builder)]
         if (self.root / "berm_no_k_order").is_dir() and self.profile.k_order_ablation:
             rankers.append(StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder))
