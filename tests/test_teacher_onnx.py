@@ -10,9 +10,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from reranker.models.teacher import Teacher
-from reranker.models.teacher_onnx import OnnxTeacher, TeacherOnnxError
+from reranker.models.teacher_onnx import CHOICE_FILE, OnnxTeacher, TeacherOnnxError, chosen_precision
 from reranker.training.export import export_teacher
-from reranker.training.int8_guard import GuardThresholds, compare, decide, write_choice
+from reranker.training.int8_guard import GuardThresholds, compare, decide, guard_teacher, write_choice
+from reranker.training.labeling import LabeledPairs
 from tests.test_teacher_predict import TITLES
 
 MORE_TITLES = [*TITLES, "cordless impact driver kit", "white vanity 36 inch with marble top",
@@ -94,6 +95,7 @@ def test_the_guard_keeps_int8_only_where_it_ranks_dev_as_fp32() -> None:
 
 def test_the_teacher_folder_remembers_the_guards_choice(exported) -> None:
     _, folder = exported
+    (folder / CHOICE_FILE).unlink(missing_ok=True)
     with pytest.raises(TeacherOnnxError, match="teacher_mix stage writes it"):
         OnnxTeacher.load(folder)
     by_query = _by_query({"a": [1.0, 0.0]})
@@ -103,3 +105,26 @@ def test_the_teacher_folder_remembers_the_guards_choice(exported) -> None:
         write_choice(folder, report)
         loaded = OnnxTeacher.load(folder)
         assert loaded.precision == wanted and loaded.config == Teacher.load_config(folder) and wanted in loaded.name
+
+
+def test_teacher_mix_keeps_the_chosen_graphs_dev_labels(exported) -> None:
+    _, folder = exported
+    texts = {f"q{i}": q for i, q in enumerate(QUERIES)}
+    titles = {f"p{i}": t for i, t in enumerate(MORE_TITLES)}
+    pairs = [(q, p) for q in texts for p in titles]
+    fp32 = OnnxTeacher.load(folder, "fp32").predict([texts[q] for q, _ in pairs], [titles[p] for _, p in pairs])
+    n = len(pairs)
+    dev = LabeledPairs(np.array([q for q, _ in pairs]), np.array([p for _, p in pairs]), np.ones(n, np.float32), fp32,
+                       np.full(n, 0.5, np.float32))
+    # grades as the fp32 graph ranks, so NDCG@10 is 1 for fp32 and int8 may lose a little
+    grades = {q: {p: float(rank < 3) for rank, p in enumerate(sorted(titles, key=lambda p: -fp32[pairs.index((q, p))]))}
+              for q in texts}
+    loose = GuardThresholds(max_ndcg_drop=0.5, min_spearman=0.5)
+    kept, report = guard_teacher(folder, dev, texts, titles, grades, (0.0, 0.0), loose)
+    assert report.chosen == "int8" and chosen_precision(folder) == "int8"
+    assert report.ndcg_fp32 == pytest.approx(1.0) and report.queries == len(QUERIES)
+    int8 = OnnxTeacher.load(folder, "int8").predict([texts[q] for q, _ in pairs], [titles[p] for _, p in pairs])
+    np.testing.assert_array_equal(kept.teacher, int8)  # the chosen graph's logits, pair for pair
+    impossible = GuardThresholds(max_ndcg_drop=0.5, min_spearman=1.01)
+    kept, report = guard_teacher(folder, dev, texts, titles, grades, (0.0, 0.0), impossible)
+    assert report.chosen == "fp32" and chosen_precision(folder) == "fp32" and kept is dev

@@ -14,6 +14,7 @@ The record is the teacher folder's `onnx.json`, which `OnnxTeacher.load` reads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from evaluation import metrics
-from reranker.models.teacher_onnx import CHOICE_FILE, GRAPHS
+from reranker.models.teacher_onnx import CHOICE_FILE, GRAPHS, OnnxTeacher
+from reranker.training.labeling import LabeledPairs
 from reranker.training.student_data import mixed_targets
 
 # query id -> product id -> (bm25, teacher logit, cosine), as LabeledPairs.by_query gives
@@ -102,3 +104,17 @@ def write_choice(folder: Path, report: GuardReport) -> Path:
     path = Path(folder) / CHOICE_FILE
     path.write_text(json.dumps({**asdict(report), "graph": GRAPHS[report.chosen]}, indent=1))
     return path
+
+
+def guard_teacher(folder: Path, dev: LabeledPairs, texts: dict[str, str], titles: dict[str, str],
+                  grades: dict[str, dict[str, float]], mix: tuple[float, float], thresholds: GuardThresholds
+                  ) -> tuple[LabeledPairs, GuardReport]:
+    """Score `dev` (pairs labelled through the teacher folder's fp32 graph) with its int8 graph, run
+    the guard at the deployed mix (bm25_mix, cosine_mix), record the choice in `onnx.json`.
+    Returns the chosen graph's dev labels and the report."""
+    int8 = OnnxTeacher.load(folder, "int8")
+    logits = int8.predict([texts[q] for q in dev.query_ids.tolist()], [titles[p] for p in dev.product_ids.tolist()])
+    int8_dev = dataclasses.replace(dev, teacher=logits)
+    report = compare(grades, dev.by_query(), int8_dev.by_query(), *mix, thresholds)
+    write_choice(folder, report)
+    return (int8_dev if report.chosen == "int8" else dev), report

@@ -36,7 +36,7 @@ from reranker.models.teacher import Teacher
 from reranker.models.teacher_onnx import OnnxTeacher
 from reranker.training.errors import PipelineError
 from reranker.training.export import export_teacher
-from reranker.training.int8_guard import GuardThresholds, compare, write_choice
+from reranker.training.int8_guard import GuardThresholds, guard_teacher
 from reranker.training.labeling import LabeledPairs, label_candidates
 from reranker.training.pseudo_queries import pseudo_queries
 from reranker.graph.context import ContextBuilder
@@ -317,21 +317,13 @@ class Pipeline:
         teacher.config.bm25_mix, teacher.config.cosine_mix = best
         table = {f"bm25 {a}, cosine {c}": value for (a, c), value in results.items()}
         log.info("teacher mix chosen on dev: BM25 %s, cosine %s (NDCG@10 %.4f)", *best, results[best])
-        dev, guard = self._int8_guard(dev, grades, best)
+        # int8 or fp32 for the later stages; the dev labels kept are the chosen graph's
+        thresholds = GuardThresholds(self.profile.int8_max_ndcg_drop, self.profile.int8_min_spearman)
+        dev, guard = guard_teacher(self.root / "teacher", dev, self.texts, self.titles, grades, best, thresholds)
+        (log.info if guard.chosen == "int8" else log.warning)("teacher ONNX graph: %s (%s)", guard.chosen, guard.reason)
         dev.save(self.root / "dev_labels.npz")
         teacher.save(self.root / "teacher", {**json.loads((self.root / "teacher" / "manifest.json").read_text()),
                                              "dev_ndcg@10_by_mix": table, "onnx_guard": asdict(guard)})
-
-    def _int8_guard(self, dev: LabeledPairs, grades: dict, mix: tuple[float, float]):
-        """Dev pairs scored by the int8 graph against the fp32 ones (`dev`) at the chosen mix; the
-        choice goes to teacher/onnx.json. Returns the chosen graph's dev labels and the guard's report."""
-        int8 = dataclasses.replace(dev, teacher=OnnxTeacher.load(self.root / "teacher", "int8").predict(
-            [self.texts[q] for q in dev.query_ids.tolist()], [self.titles[p] for p in dev.product_ids.tolist()]))
-        thresholds = GuardThresholds(self.profile.int8_max_ndcg_drop, self.profile.int8_min_spearman)
-        guard = compare(grades, dev.by_query(), int8.by_query(), *mix, thresholds)
-        write_choice(self.root / "teacher", guard)
-        (log.info if guard.chosen == "int8" else log.warning)("teacher ONNX graph: %s (%s)", guard.chosen, guard.reason)
-        return (int8 if guard.chosen == "int8" else dev), guard
 
     def _fast_teacher(self) -> OnnxTeacher:
         """The teacher through ONNX Runtime, int8 or fp32 as teacher_mix's guard chose, on every core."""
