@@ -195,7 +195,7 @@ def quantize_int8(source: Path, target: Path) -> Path:
 
 def export_teacher(teacher: Teacher, folder: Path) -> dict[str, Path]:
     """Write the teacher's cross-encoder as float32 and int8 ONNX graphs into `folder` (batch and
-    length dynamic); returns their paths by precision ("fp32", "int8")."""
+    length dynamic), removing an earlier guard's choice; returns their paths by precision ("fp32", "int8")."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {precision: folder / name for precision, name in teacher_onnx.GRAPHS.items()}
@@ -213,5 +213,7 @@ def export_teacher(teacher: Teacher, folder: Path) -> dict[str, Path]:
     finally:
         teacher.model.train(was_training)
     quantize_int8(paths["fp32"], paths["int8"])
+    # new graphs, no choice between them yet: the guard (reranker/training/int8_guard.py) writes it
+    (folder / teacher_onnx.CHOICE_FILE).unlink(missing_ok=True)
     log.info("exported the teacher to %s and %s", paths["fp32"], paths["int8"])
     return paths
