@@ -143,6 +143,36 @@ def scale(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+@one_line_errors
+def teacher(
+    teacher_dir: Annotated[Optional[Path], typer.Option("--teacher", help="A trained teacher folder (artifacts/pipeline/RUN/teacher); default: the base model with an untrained, seeded head.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+    queries: Annotated[int, typer.Option(min=1, help="Queries of the workload.")] = 20,
+    candidates: Annotated[int, typer.Option(min=2, help="Products per query (pairs = queries x candidates).")] = 100,
+    rounds: Annotated[int, typer.Option(min=1, help="Timed rounds per backend, interleaved; the best counts.")] = 2,
+    synthetic: Annotated[bool, typer.Option(help="Use a made-up catalog even when the Home Depot data is there.")] = False,
+) -> None:
+    """Teacher pairs a second through torch, ONNX fp32 and ONNX int8 on the same pairs in one run, and
+    int8's agreement with fp32 (Spearman, largest logit shift)."""
+    from bench.rerank import home_depot_workload, synthetic_workload
+    from bench.teacher import as_dict, bench_teacher, print_teacher
+
+    settings = load_settings()
+    products = max(2000, candidates)
+    if not synthetic and settings.home_depot_path.exists():
+        with console.status(f"reading {settings.home_depot_path}"):
+            workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
+    else:
+        workload = synthetic_workload(products, queries, candidates)
+    result = bench_teacher(teacher_dir, workload, rounds, progress=lambda m: console.log(m))
+    print_teacher(result, console)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(result), indent=2))
+        console.print(f"wrote {json_path}")
+
+
 # -- the demo stack under load (issue 6) -------------------------------------------------------------
 def _test_queries(settings, fmt: Format, path: Optional[Path], limit: int, seed: int = 0) -> list[str]:
     """`limit` distinct texts of the split's test queries, a seeded sample in a stable order."""

@@ -26,6 +26,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "top100": ("BERM-O with labels on BM25 top-50 (not 100)", {"label_k": "50"}),
     "query_encoder": ("BERM-O without the teacher-tuned query encoder", {"query_encoder": "false"}),
     "unlabeled": ("BERM-O without unlabeled queries", {"unlabeled_queries": "0"}),
+    "word_vectors": ("BERM-O with random word vectors (not MiniLM's)", {"word_init": "random"}),
 }
 
 

@@ -1,6 +1,7 @@
 """The ONNX exports of a serving artifact: BERM-O's online half and its two context graphs, and the
 bi-encoder with its pooling. Serving runs them with reranker/serving/onnx_runner.py, whose input
-and output names are the contract these exports write.
+and output names are the contract these exports write. Also the teacher cross-encoder, in float32
+and dynamic int8, for offline scoring (reranker/models/teacher_onnx.py runs it and names its files).
 
 All use the TorchScript exporter (`dynamo=False`), opset 17, with the batch and lengths dynamic:
 the torch.export-based exporter needs `onnxscript`, which the project does not depend on.
@@ -16,7 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reranker.models import teacher_onnx
 from reranker.models.berm_o import BermO, BermOConfig
+from reranker.models.teacher import Teacher
 from reranker.serving import text_encoder
 from reranker.serving.onnx_runner import (CONTEXT_INPUTS, CONTEXT_OUTPUTS, PAIR_INPUTS, PAIR_OUTPUTS, QUERY_INPUTS,
                                           QUERY_ROWS)
@@ -154,3 +157,67 @@ def export_text_encoder(bi_encoder, folder: Path) -> Path:
     settings = {"max_tokens": int(bi_encoder.max_seq_length), "dim": int(transformer.config.hidden_size)}
     (folder / text_encoder.SETTINGS_FILE).write_text(json.dumps(settings))
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# the teacher cross-encoder, for offline scoring (labels, teacher_mix, the evaluation's teacher row)
+
+
+class _Logits(nn.Module):
+    """The sequence classifier's one logit per pair, as a flat [n] output."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).logits.squeeze(-1)
+
+
+def _not_a_preprocess_hint(record: logging.LogRecord) -> bool:
+    return "pre-processing before quantization" not in record.getMessage()
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """A dynamic int8 copy of an ONNX graph (onnxruntime's own `quantize_dynamic`).
+
+    Per-channel weight scales; only the MatMuls are quantised (where the time goes). The embedding
+    lookups (Gather) stay float32: int8 there saves no work, only precision. The pooler and the
+    classifier head are Gemms, which dynamic quantisation leaves in float32 anyway."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    root.addFilter(_not_a_preprocess_hint)  # ONNX Runtime's advice on the root logger, each call
+    try:
+        quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul"])
+    finally:
+        root.removeFilter(_not_a_preprocess_hint)
+    return Path(target)
+
+
+def export_teacher(teacher: Teacher, folder: Path) -> dict[str, Path]:
+    """Write the teacher's cross-encoder as float32 and int8 ONNX graphs into `folder` (batch and
+    length dynamic), removing an earlier guard's choice; returns their paths by precision ("fp32", "int8")."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {precision: folder / name for precision, name in teacher_onnx.GRAPHS.items()}
+    example = teacher.tokenizer(["cordless drill"], ["20V max cordless drill kit"], return_tensors="pt")
+    inputs = teacher_onnx.INPUTS
+    dynamic = {name: {0: "n", 1: "length"} for name in inputs} | {teacher_onnx.OUTPUT: {0: "n"}}
+    was_training = teacher.model.training
+    teacher.model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(_Logits(teacher.model), tuple(example[name] for name in inputs), str(paths["fp32"]),
+                              dynamo=False, opset_version=17, input_names=list(inputs),
+                              output_names=[teacher_onnx.OUTPUT], dynamic_axes=dynamic)
+    finally:
+        teacher.model.train(was_training)
+    quantize_int8(paths["fp32"], paths["int8"])
+    # new graphs, no choice between them yet: the guard (reranker/training/int8_guard.py) writes it
+    (folder / teacher_onnx.CHOICE_FILE).unlink(missing_ok=True)
+    log.info("exported the teacher to %s and %s", paths["fp32"], paths["int8"])
+    return paths

@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from reranker.models.teacher import Teacher
+from reranker.models.teacher_onnx import OnnxTeacher
 
 
 @dataclass
@@ -45,7 +46,7 @@ class LabeledPairs:
 
 
 def label_candidates(
-    teacher: Teacher,
+    teacher: Teacher | OnnxTeacher,
     query_texts: dict[str, str],
     candidates: dict[str, dict[str, float]],
     titles: dict[str, str],

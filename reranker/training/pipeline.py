@@ -33,7 +33,10 @@ from indexer.graph import ClickGraph, graph_from_logs
 from indexer.records import Catalog
 from indexer.splits import QuerySplit
 from reranker.models.teacher import Teacher
+from reranker.models.teacher_onnx import OnnxTeacher
 from reranker.training.errors import PipelineError
+from reranker.training.export import export_teacher
+from reranker.training.int8_guard import GuardThresholds, guard_teacher
 from reranker.training.labeling import LabeledPairs, label_candidates
 from reranker.training.pseudo_queries import pseudo_queries
 from reranker.training.query_encoder import (QueryEncoderConfig, QueryGroup, load_query_encoder, save_query_encoder,
@@ -49,6 +52,7 @@ from reranker.training.distill import DistillConfig, train_student
 from reranker.training.student_data import StudentGroups, fold_of, graph_edges, mixed_targets
 from reranker.training.profiles import MEASUREMENT_ONLY, STAGE_SETTINGS, STAGES, Profile
 from reranker.training.teacher_train import build_groups, train_teacher
+from reranker.training.word_vectors import start_word_vectors
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +188,16 @@ class Pipeline:
                                              "dev_clear_pair_acc": after})
 
     def teacher_mix(self) -> None:
-        """Score dev queries' BM25 top-N with the teacher; choose how much BM25 and how much zero-shot
-        bi-encoder cosine the deployed teacher mixes in, on dev NDCG@10."""
+        """Export the teacher to ONNX (fp32, int8) and score dev queries' BM25 top-N with it; choose
+        how much BM25 and how much zero-shot bi-encoder cosine the deployed teacher mixes in, on dev
+        NDCG@10; then the int8 guard picks the graph later stages score with (`_fast_teacher`)."""
         teacher = Teacher.load(self.root / "teacher")
+        export_teacher(teacher, self.root / "teacher")
         top = self.bm25_top()
         dev_top = {q: top[q] for q in self.dev_q}
-        dev = label_candidates(teacher, self.texts, dev_top, self.titles, self._query_vectors(self.dev_q),
+        dev = label_candidates(OnnxTeacher.load(self.root / "teacher", "fp32"), self.texts, dev_top, self.titles,
+                               self._query_vectors(self.dev_q),
                                self._item_vectors({p for items in dev_top.values() for p in items}))
-        dev.save(self.root / "dev_labels.npz")
         grades = {q: self.catalog.judgments_by_query()[q] for q in self.dev_q}
         by_query = dev.by_query()
         results = {}
@@ -206,9 +212,18 @@ class Pipeline:
         best = max(results, key=lambda m: (round(results[m], 6), -m[0] - m[1]))
         teacher.config.bm25_mix, teacher.config.cosine_mix = best
         table = {f"bm25 {a}, cosine {c}": value for (a, c), value in results.items()}
-        teacher.save(self.root / "teacher", {**json.loads((self.root / "teacher" / "manifest.json").read_text()),
-                                             "dev_ndcg@10_by_mix": table})
         log.info("teacher mix chosen on dev: BM25 %s, cosine %s (NDCG@10 %.4f)", *best, results[best])
+        # int8 or fp32 for the later stages; the dev labels kept are the chosen graph's
+        thresholds = GuardThresholds(self.profile.int8_max_ndcg_drop, self.profile.int8_min_spearman)
+        dev, guard = guard_teacher(self.root / "teacher", dev, self.texts, self.titles, grades, best, thresholds)
+        (log.info if guard.chosen == "int8" else log.warning)("teacher ONNX graph: %s (%s)", guard.chosen, guard.reason)
+        dev.save(self.root / "dev_labels.npz")
+        teacher.save(self.root / "teacher", {**json.loads((self.root / "teacher" / "manifest.json").read_text()),
+                                             "dev_ndcg@10_by_mix": table, "onnx_guard": asdict(guard)})
+
+    def _fast_teacher(self) -> OnnxTeacher:
+        """The teacher through ONNX Runtime, int8 or fp32 as teacher_mix's guard chose, on every core."""
+        return OnnxTeacher.load(self.root / "teacher")
 
     def _query_vectors(self, query_ids) -> dict[str, np.ndarray]:
         """Bi-encoder vectors of these queries' texts, by query id."""
@@ -245,7 +260,7 @@ class Pipeline:
 
     def labels(self) -> None:
         """The distillation set: each train query's BM25 top-K plus its judged products."""
-        teacher = Teacher.load(self.root / "teacher")
+        teacher = self._fast_teacher()
         top = self.bm25_top()
         grades = self.catalog.judgments_by_query()
         candidates = {}
@@ -435,7 +450,8 @@ class Pipeline:
         """BERM (or its no-k-order ablation) distilled from the deployed teacher's scores plus the grades."""
         vocab = Vocab.load(self.root / "vocab.json")
         model = Berm(BermConfig(vocab_size=len(vocab), use_k_order=use_k_order, use_cosine=self.profile.use_cosine,
-                                use_tuned_query=self.profile.query_encoder))
+                                use_tuned_query=self.profile.query_encoder, word_init=self.profile.word_init))
+        start_word_vectors(model, vocab, cache=self.root / "word_vectors.npz")
         config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed,
                                listwise_weight=self.profile.listwise_weight,
                                listwise_temperature=self.profile.listwise_temperature)
@@ -462,7 +478,8 @@ class Pipeline:
                 return teacher_model(group)["score"]
 
         model = BermO(BermOConfig(vocab_size=len(vocab), use_cosine=self.profile.use_cosine,
-                                  use_tuned_query=self.profile.query_encoder))
+                                  use_tuned_query=self.profile.query_encoder, word_init=self.profile.word_init))
+        start_word_vectors(model, vocab, cache=self.root / "word_vectors.npz")
         config = DistillConfig(epochs=self.profile.student_epochs, seed=self.profile.seed, hard_label_weight=0.0,
                                listwise_weight=self.profile.listwise_weight,
                                listwise_temperature=self.profile.listwise_temperature)
@@ -530,7 +547,7 @@ class Pipeline:
         builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
                                           | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
         bi_encoder = BiEncoderRanker(encoder, self._stores[1])
-        rankers = [BM25Ranker(), bi_encoder, TeacherRanker(Teacher.load(self.root / "teacher"), bi_encoder),
+        rankers = [BM25Ranker(), bi_encoder, TeacherRanker(self._fast_teacher(), bi_encoder),
                    StudentRanker("BERM", Berm.load(self.root / "berm"), builder)]
         if (self.root / "berm_no_k_order").is_dir() and self.profile.k_order_ablation:
             rankers.append(StudentRanker("BERM without k-order", Berm.load(self.root / "berm_no_k_order"), builder))

@@ -1,8 +1,8 @@
 """The models of `reranker/` behind the evaluation's Ranker interface (query, candidates, BM25 -> scores),
 beside the pipeline that evaluates them (so evaluation/ never imports the reranker).
 
-The small models run on one torch thread, as one serving worker would; the teacher keeps torch's
-default (every core), which only flatters it in the speed ratios.
+The small models run on one torch thread, as one serving worker would; the teacher runs on every
+core (ONNX Runtime in the pipeline, `OnnxTeacher`), which only flatters it in the speed ratios.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from indexer.faiss_store import VectorStore
 from indexer.records import Product
 from reranker.graph.context import ContextBuilder
 from reranker.models.teacher import Teacher, deployed_score
+from reranker.models.teacher_onnx import OnnxTeacher
 from reranker.serving.online import OnlineReranker
 
 
@@ -65,7 +66,7 @@ class TeacherRanker:
     """The deployed teacher: the cross-encoder's logits mixed with BM25 and the bi-encoder cosine at
     the weights dev chose (`deployed_score`)."""
 
-    def __init__(self, teacher: Teacher, bi_encoder: BiEncoderRanker) -> None:
+    def __init__(self, teacher: Teacher | OnnxTeacher, bi_encoder: BiEncoderRanker) -> None:
         self.teacher, self.bi_encoder = teacher, bi_encoder
         config = teacher.config
         self.name = f"teacher cross-encoder (BM25 mix {config.bm25_mix}, cosine mix {config.cosine_mix})"
