@@ -182,4 +182,7 @@ class WebSettings(Group):
     max_page: int = Field(50, ge=1)
     examples: int = Field(6, ge=0)  # example queries shown, picked from the test split
     example_pool: int = Field(60, ge=0)  # test queries tried when picking them
+    # Team-draft interleaving (evaluation/interleaving.py) of the served model's order with BM25's, for
+    # this share of searches with a session (behaviour logging on); each item's arm is logged with it.
+    interleave_share: float = Field(0.0, ge=0.0, le=1.0)
     events: EventSettings = Field(default_factory=EventSettings)

@@ -8,6 +8,7 @@
     GET /click?i=&p=&n=&a=&q=         a result link: logs the click, then leads to /product/ID
     POST /api/events                  a shop's own front end logs impressions and clicks (frontend/events.py)
     GET /metrics                      the event log's counters, in Prometheus' text format
+    GET /abtest                       the interleaving's verdict from the logged clicks, with a chart
 
 With behaviour logging on (settings.web.events.enabled) each search logs an impression of the
 reranked column (its product ids, positions and arms, the model version, a random session id kept in
@@ -24,11 +25,13 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
+from elasticsearch import ApiError, TransportError
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
+from es_config.events import read_events
 from frontend.events import BadEvents, Click, EventLog, Impression, RateLimit, Shown, new_id, parse_batch, stored
 from frontend.report_pages import report_router
 from frontend.search import (BadRequest, SearchResult, SearchService, SearchUnavailable, check_query, parse_page,
@@ -116,6 +119,7 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
     env.globals.update(grade_class=grade_class, path_words=PATH_WORDS, path_label=path_label)
     page_template = env.get_template("page.html")
     product_template = env.get_template("product.html")
+    abtest_template = env.get_template("abtest.html")
     examples = examples or Examples()
     app.state.service, app.state.examples, app.state.events = service, examples, events
     limits = service.config.events
@@ -135,21 +139,25 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
             return known, False
         return new_id(), True
 
-    def logged(request: Request, result: SearchResult | None) -> tuple[str | None, str | None]:
-        """(impression id, a new session id to set) after logging this search's impression."""
-        if events is None or result is None:
-            return None, None
+    def search(request: Request) -> tuple[SearchResult | None, int, str | None, str | None, str | None]:
+        """run() in this request's session, the impression logged: (result, status, error, impression
+        id, a new session id to set in the cookie)."""
+        if events is None:
+            return *run(request), None, None
         session, new = session_of(request)
+        result, status, error = run(request, session)
+        if result is None:
+            return result, status, error, None, None
         shown = impression_of(result, session)
         events.offer([stored(shown, "page")])
-        return shown.event_id, session if new else None
+        return result, status, error, shown.event_id, session if new else None
 
     def with_session(response: Response, session: str | None) -> Response:
         if session is not None:
             response.set_cookie(limits.cookie, session, max_age=30 * 24 * 3600, httponly=True, samesite="lax")
         return response
 
-    def run(request: Request):
+    def run(request: Request, session: str | None = None):
         """(result, status, error) for this request's q, page and rerank parameters."""
         params = request.query_params
         raw_query = params.get("q")
@@ -159,7 +167,7 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
             rerank = params.get("rerank", "1") not in ("0", "false", "no")
             text = params.get("text")  # override the page's choice of sending titles (benches compare both)
             send_text = None if text is None else text not in ("0", "false", "no")
-            return service.search(query, page, rerank=rerank, send_text=send_text), 200, None
+            return service.search(query, page, rerank=rerank, send_text=send_text, session=session), 200, None
         except BadRequest as err:
             return None, 400, str(err)
         except SearchUnavailable as err:
@@ -172,18 +180,16 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
     def page(request: Request) -> HTMLResponse:
         if not (request.query_params.get("q") or "").strip() and "page" not in request.query_params:
             return render(200)
-        result, status, error = run(request)
-        impression_id, session = logged(request, result)
+        result, status, error, impression_id, session = search(request)
         shown = (request.query_params.get("q") or "")[: service.config.max_query_chars]
         return with_session(render(status, query=result.query if result else shown, result=result, error=error,
                                    impression_id=impression_id), session)
 
     @app.get("/api/search")
     def api_search(request: Request) -> JSONResponse:
-        result, status, error = run(request)
+        result, status, error, impression_id, session = search(request)
         if error is not None:
             return JSONResponse({"error": error}, status_code=status)
-        impression_id, session = logged(request, result)
         return with_session(JSONResponse({**result.to_dict(), "impression_id": impression_id}), session)
 
     @app.get("/click")
@@ -238,6 +244,21 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
             return JSONResponse({"error": "the event queue is full; nothing was logged, try again later"},
                                 status_code=503)
         return JSONResponse({"accepted": len(batch)}, status_code=202)
+
+    @app.get("/abtest", response_class=HTMLResponse)
+    def abtest() -> HTMLResponse:
+        """The interleaving's verdict from the logged events, with its chart."""
+        from evaluation.charts import interleaving_chart  # matplotlib: loaded by the first request
+        from evaluation.interleaving import ARMS, compare, outcomes_of
+
+        try:
+            verdict = compare(outcomes_of(read_events(service.es, limits.index_prefix), ARMS), ARMS)
+        except (ApiError, TransportError) as err:
+            return HTMLResponse(abtest_template.render(arms=ARMS, error=f"the events cannot be read ({type(err).__name__})",
+                                                       verdict=None), status_code=503)
+        chart = interleaving_chart(ARMS, verdict.wins, verdict.ties, verdict.losses, verdict.preference,
+                                   verdict.low, verdict.high) if verdict.impressions else ""
+        return HTMLResponse(abtest_template.render(arms=ARMS, verdict=verdict, chart=chart, error=None))
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

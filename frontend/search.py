@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -40,6 +41,7 @@ from common.errors import ShopsearchError
 from common.results import Candidate, Explanation, Neighbor, Ranked
 from common.settings import WebSettings
 from es_config import retrieval
+from evaluation.interleaving import ARMS, team_draft
 from evaluation.ndcg import ndcg_at
 from reranker.client import Balancing, RerankClient, RerankError, RerankResult
 
@@ -161,7 +163,8 @@ class SearchResult:
     server_ms: dict[str, float] = field(default_factory=dict)  # the reranker's own stage timings
     graded: int = 0  # how many of this query's products have a human grade
     ndcg_bm25: float | None = None
-    ndcg_reranked: float | None = None
+    ndcg_reranked: float | None = None  # interleaved: of the interleaved list
+    interleaved: bool = False  # the reranked column interleaves the model's order and BM25's (rows' `team`)
 
     @property
     def answered_by(self) -> str:
@@ -205,6 +208,7 @@ class Outcome:
     model: str = ""
     server_ms: dict[str, float] = field(default_factory=dict)
     rerank_ms: float = 0.0
+    teams: dict[str, str] = field(default_factory=dict)  # interleaved: product id -> the arm that picked it
 
     @classmethod
     def bm25(cls, candidates: list[Candidate], status: Status = "bm25", notice: str = "") -> "Outcome":
@@ -414,8 +418,11 @@ class SearchService:
 
     # -- one search ----------------------------------------------------------------------------------
 
-    def search(self, query: str, page: int = 1, rerank: bool = True, send_text: bool | None = None) -> SearchResult:
-        """One page of both columns; `send_text` overrides the config's choice of sending titles."""
+    def search(self, query: str, page: int = 1, rerank: bool = True, send_text: bool | None = None,
+               session: str | None = None) -> SearchResult:
+        """One page of both columns; `send_text` overrides the config's choice of sending titles;
+        `session` (a random id) draws whether and how this search is interleaved, the same for every
+        page of the same query in the same session."""
         began = time.monotonic()
         cfg = self.config
         send_text = cfg.send_text if send_text is None else send_text
@@ -435,6 +442,8 @@ class SearchService:
             outcome = self._via_service(query, first.candidates, send_text, deadline)
         else:
             outcome = Outcome.bm25(first.candidates)
+        if session is not None and outcome.status == "reranked" and cfg.interleave_share > 0:
+            outcome = self._interleaved(outcome, random.Random(f"{session}\x00{query_key(query)}"))
         return self._page(query, page, window, first, outcome, deadline, began)
 
     def _first_stage(self, query: str, size: int, send_text: bool, via_plugin: bool, deadline: float) -> FirstStage:
@@ -488,6 +497,17 @@ class SearchService:
                        f"{result.model_name} {result.model_version}", result.timings_ms,
                        1000 * (time.monotonic() - began))
 
+    def _interleaved(self, outcome: Outcome, rng: random.Random) -> Outcome:
+        """The model's order team-drafted with BM25's for `interleave_share` of the draws; else as it was."""
+        if rng.random() >= self.config.interleave_share:
+            return outcome
+        by_id = {item.product_id: item for item in outcome.ranked}
+        bm25 = sorted(outcome.ranked, key=lambda item: item.bm25_rank)
+        teams = team_draft([item.product_id for item in outcome.ranked], [item.product_id for item in bm25],
+                           ARMS, rng)
+        return replace(outcome, ranked=[replace(by_id[pid], rank=rank) for rank, (pid, _) in enumerate(teams, 1)],
+                       teams=dict(teams))
+
     def _page(self, query: str, page: int, window: slice, first: FirstStage, outcome: Outcome,
               deadline: float, began: float) -> SearchResult:
         """One page of both columns, with grades, NDCG@10 and (reranked by the service) the explain view."""
@@ -503,20 +523,21 @@ class SearchService:
             explain_ms = 1000 * (time.monotonic() - explain_began)
         shown = [replace(item, explanation=views.get(item.product_id)) for item in shown]
 
-        def rows(items: list[Ranked]) -> list[Row]:
-            return [Row(item, titles[item.product_id], graded.get(item.product_id)) for item in items]
+        def rows(items: list[Ranked], teams: dict[str, str]) -> list[Row]:
+            return [Row(item, titles[item.product_id], graded.get(item.product_id), teams.get(item.product_id))
+                    for item in items]
 
         bm25 = bm25_order(first.candidates)
         pages = max(1, min(cfg.max_page, math.ceil(min(first.total, MAX_RESULT_WINDOW) / cfg.page_size)))
         return SearchResult(
             query=query, page=page, pages=pages, total_hits=first.total, more_hits=first.more,
-            bm25=rows(bm25[window]), reranked=rows(shown), status=outcome.status, notice=outcome.notice,
+            bm25=rows(bm25[window], {}), reranked=rows(shown, outcome.teams), status=outcome.status, notice=outcome.notice,
             rerank_depth=cfg.rerank_depth, path=cfg.rerank_path, model=outcome.model, es_ms=first.es_ms,
             rerank_ms=outcome.rerank_ms, explain_ms=explain_ms, total_ms=1000 * (time.monotonic() - began),
             server_ms=outcome.server_ms, graded=len(graded),
             ndcg_bm25=ndcg_at([r.product_id for r in bm25], graded, NDCG_K) if grades else None,
             ndcg_reranked=(ndcg_at([r.product_id for r in outcome.ranked], graded, NDCG_K)
-                           if grades and reranked else None))
+                           if grades and reranked else None), interleaved=bool(outcome.teams))
 
     def known_products(self, ids: set[str], timeout_s: float = 1.0) -> set[str]:
         """Which of `ids` are in the catalog (the event API refuses events about unknown products)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -201,11 +202,10 @@ def test_a_read_only_events_index_drops_and_counts_without_failing_a_search(es, 
         assert log.flush(10) and log.stats()["written"] == 1  # today's index exists now
         for index in es.indices.get(index=f"{prefix}-*"):
             es.indices.put_settings(index=index, settings={"index.blocks.read_only": True})
-        took = timed_searches(browser, 5)
+        timed_searches(browser, 5)  # each answered 200
         assert log.flush(10)
         _, health, _ = browser.call("/healthz")
-    assert max(took) < 2.0  # the searches did not wait for the events index
-    assert log.stats()["dropped_failed"] == 5 and log.stats()["written"] == 1
+    assert log.stats()["dropped_failed"] == 5 and log.stats()["written"] == 1, log.stats()
     assert json.loads(health)["events"]["dropped_failed"] == 5
 
 
@@ -213,10 +213,23 @@ def test_elasticsearch_unreachable_for_events_drops_and_counts_without_failing_a
     server, log = page_for(es_url, shop, events_es_url=f"http://127.0.0.1:{free_port()}", index_prefix=prefix,
                            write_retries=1, write_timeout_ms=200.0)
     with server:
-        took = timed_searches(Browser(server.url), 4)
+        timed_searches(Browser(server.url), 4)
         assert log.flush(10)
-    assert max(took) < 2.0
     assert log.stats()["dropped_failed"] == 4 and log.stats()["written"] == 0
+
+
+def test_an_events_node_that_never_answers_does_not_slow_a_search(es_url, shop, prefix) -> None:
+    """A node that takes connections and never answers: each bulk waits its whole 5 s timeout, three
+    times; the searches meanwhile take what they always take."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        server, log = page_for(es_url, shop, events_es_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                               index_prefix=prefix, write_retries=2, write_timeout_ms=5000.0)
+        with server:
+            took = timed_searches(Browser(server.url), 4)
+            assert sum(took) < 5.0, took  # less than one bulk's timeout for all four searches
+            assert log.stats()["written"] == 0
 
 
 def test_a_full_queue_drops_and_counts_without_failing_a_search(es_url, shop, prefix) -> None:
