@@ -510,6 +510,36 @@ def logs_export(
         console.print(f"click graph {built.manifest()} to {graph}")
 
 
+@app.command()
+@one_line_errors
+def simulate(
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    url: Annotated[Optional[str], typer.Option(help="The page (default: the settings' web URL).")] = None,
+    sessions: Annotated[int, typer.Option(min=1, help="Shoppers, one search each.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, help="Stop after this long, however many shoppers searched.")] = 120.0,
+    model: Annotated[str, typer.Option(help="Click model: pbm (position-based) or cascade.")] = "pbm",
+    seed: Annotated[int, typer.Option(help="Seed of the shoppers, their queries and their clicks.")] = 0,
+) -> None:
+    """Simulated shoppers search the test split's graded queries on the running page and click by a
+    click model with attractiveness from the human grades (evaluation/click_simulator.py); the page
+    logs them as it logs people (switch logging on first)."""
+    from evaluation.click_simulator import ClickModel, ClickSimulator
+
+    if model not in ("pbm", "cascade"):
+        raise typer.BadParameter("the click model is pbm or cascade", param_hint="--model")
+    settings = load_settings()
+    catalog = read_catalog(settings, fmt, path)
+    test = set(current_split(settings, catalog).split.test)
+    grades = catalog.judgments_by_query()
+    queries = {catalog.queries[q].text: grades[q] for q in sorted(test) if q in grades and q in catalog.queries}
+    simulator = ClickSimulator(url or settings.web_url, queries, ClickModel(kind=model), seed=seed,
+                               cookie=settings.web.events.cookie)
+    report = simulator.run(sessions, seconds)
+    console.print(f"{report.searches:,} searches, {report.clicks:,} clicks in {report.seconds:.1f} s "
+                  f"({report.failed:,} requests failed) on {url or settings.web_url}")
+
+
 # -- the demo page and the background stack ---------------------------------------------------------
 @app.command()
 @one_line_errors
