@@ -303,4 +303,34 @@ def events(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+@one_line_errors
+def interleaving(
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.home_depot,
+    path: Annotated[Optional[Path], typer.Option(help="Catalog path (defaults as in `shopsearch index`).")] = None,
+    repeats: Annotated[int, typer.Option(help="Seeded repeats per gap.")] = 20,
+    cap: Annotated[int, typer.Option(help="Most sessions a repeat may take.")] = 4000,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+) -> None:
+    """Sessions interleaving needs to find the better ranker, as the NDCG@10 gap shrinks (offline, simulated)."""
+    from dataclasses import asdict
+
+    from bench.interleaving import bench_interleaving
+    from searchstack.edge import read_catalog
+
+    settings = load_settings()
+    catalog = read_catalog(settings, fmt, path)
+    rows = bench_interleaving(catalog.judgments_by_query(), (2.0, 1.0, 0.5, 0.25), repeats, cap)
+    table = Table(title=f"Team-draft interleaving, grade order against grade + noise ({fmt.value}, PBM shoppers)",
+                  title_justify="left")
+    for column in ("noise sigma", "NDCG@10 gap", "median sessions to p < 0.05", "repeats there"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(f"{r.sigma:g}", f"{r.ndcg_gap:.3f}", f"{r.median_sessions:,.0f}", f"{r.found}/{r.repeats} within {cap:,}")
+    console.print(table)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+
+
 app()
