@@ -6,14 +6,11 @@ the generic reader)."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from common.settings import EventSettings
 from frontend.events import Click, EventLog, Impression, Shown, new_id, stored
@@ -23,10 +20,8 @@ from indexer.click_logs import (estimate_pbm, graph_from_position_counts, log_qu
 from indexer.graph import ClickGraph
 from indexer.readers.generic import read
 from indexer.records import RowErrors
+from searchstack.cli import app
 from tests.shop_page import write_generic_catalog
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 
 def synthetic_counts(seed: int, theta: list[float], pairs: int = 60, shows: int = 400) -> dict:
     """Counts from a known PBM: each pair shown at random positions (so position and relevance part)."""
@@ -101,11 +96,11 @@ def test_logs_export_writes_the_generic_logs_table_once_per_event(es_url, prefix
     assert log.stats()["written"] == 3 and log.stats()["duplicates"] == 3
     catalog = write_generic_catalog(tmp_path / "shop")
     out = tmp_path / "export"
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": prefix}
-    answer = subprocess.run([sys.executable, "-m", "searchstack", "logs", "export", "-f", "generic", "--path", str(catalog),
-                             "--out", str(out), "--graph", str(out / "graph.json"), "--es-url", es_url],
-                            capture_output=True, text=True, env=env, timeout=120, cwd=PROJECT_ROOT)
-    assert answer.returncode == 0, answer.stderr
+    answer = CliRunner().invoke(app, ["logs", "export", "-f", "generic", "--path", str(catalog), "--out", str(out),
+                                      "--graph", str(out / "graph.json"), "--es-url", es_url],
+                                env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": prefix, "COLUMNS": "200"})
+    assert answer.exit_code == 0, answer.output
+    assert f"4 query-product pairs to {out / 'logs.jsonl'}; 1 queries the catalog lacks" in answer.output
     rows = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]
     bosch = log_query_id("bosch drill")
     assert rows == [{"query_id": bosch, "product_id": "p10", "clicks": 0, "impressions": 1},

@@ -5,13 +5,12 @@ and `shopsearch abtest report` and /abtest say so."""
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
+import re
 import urllib.request
 
 import pytest
+from typer.testing import CliRunner
 
 from common.results import Explanation, Reranking, ranked
 from common.settings import EventSettings, RerankSettings, WebSettings
@@ -23,10 +22,8 @@ from frontend.events import EventLog, new_id
 from frontend.search import Grades, RerankerLink, SearchService, make_es
 from indexer.bulk_index import index_catalog
 from reranker.server.app import RerankServer
+from searchstack.cli import app
 from tests.shop_page import GRADES, page_catalog
-
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 # -- the draft -------------------------------------------------------------------------------------------
 
@@ -172,9 +169,21 @@ def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, shop, 
     assert verdict.losses > 3 * verdict.wins, verdict
     assert verdict.p_value < 1e-4 and verdict.high < 0, verdict
     assert "<svg" in page and f"<td>{verdict.losses}</td>" in page
-    env = {**os.environ, "PYTHONPATH": PROJECT_ROOT, "SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": prefix}
-    out = subprocess.run([sys.executable, "-m", "searchstack", "abtest", "report", "--es-url", es_url],
-                         capture_output=True, text=True, env=env, timeout=120, cwd=PROJECT_ROOT)
-    assert out.returncode == 0, out.stderr
-    assert f" model wins {verdict.wins:,} · ties {verdict.ties:,} · bm25 wins {verdict.losses:,}" in out.stdout
-    assert ": bm25 is preferred" in out.stdout
+    out = CliRunner().invoke(app, ["abtest", "report", "--es-url", es_url],
+                             env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": prefix, "COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert f" model wins {verdict.wins:,} · ties {verdict.ties:,} · bm25 wins {verdict.losses:,}" in out.output
+    assert ": bm25 is preferred" in out.output
+
+
+def test_the_page_says_it_interleaves_and_its_links_carry_each_results_arm(es_url, shop, reversed_reranker, prefix) -> None:
+    _, server, log = interleaving_page(es_url, shop, reversed_reranker.target, prefix)
+    with server:
+        request = urllib.request.Request(server.url + "/?q=cordless+drill", headers={"Cookie": "shopsearch_session=session-b"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            html = response.read().decode()
+        assert log.flush(10)
+    assert 'id="interleaved"' in html
+    arms = re.findall(r'data-arm="(\w+)"', html)
+    links = re.findall(r'class="result" href="[^"]*&amp;a=(\w+)&amp;', html)
+    assert len(arms) == 6 and links == arms and set(arms) == {"model", "bm25"}
