@@ -338,4 +338,61 @@ def word_vectors(
     console.print(table)
 
 
+@app.command()
+@one_line_errors
+def events(
+    requests: Annotated[int, typer.Option(help="Searches per mode (logging off, on), alternating.")] = 400,
+    alias: Annotated[Optional[str], typer.Option(help="Index alias searched (default: settings.index_alias).")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+    es_url: Annotated[Optional[str], typer.Option("--es-url")] = None,
+) -> None:
+    """What behaviour logging costs a search: /api/search p50 and p99 with logging off and on, same run."""
+    from bench.events import as_dict, bench_events
+
+    settings = load_settings(es_url=es_url)
+    result = bench_events(settings.resolved_es_url, alias or settings.index_alias, settings.web, requests)
+    table = Table(title=f"/api/search, BM25 only, {requests} searches a mode, alternating", title_justify="left")
+    for column in ("logging", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(column, justify="right" if column != "logging" else "left")
+    for label, s in (("off", result.off), ("on", result.on)):
+        table.add_row(label, f"{s.p50:.2f}", f"{s.p95:.2f}", f"{s.p99:.2f}", f"{s.max:.2f}")
+    console.print(table)
+    console.print(f"on / off: p50 {result.p50_ratio:.3f}, p99 {result.p99_ratio:.3f}; "
+                  f"impressions written {result.written:,}, dropped {result.dropped:,}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(as_dict(result), indent=2))
+        console.print(f"wrote {json_path}")
+
+
+@app.command()
+@one_line_errors
+def interleaving(
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.home_depot,
+    path: Annotated[Optional[Path], typer.Option(help="Catalog path (defaults as in `shopsearch index`).")] = None,
+    repeats: Annotated[int, typer.Option(help="Seeded repeats per gap.")] = 20,
+    cap: Annotated[int, typer.Option(help="Most sessions a repeat may take.")] = 4000,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
+) -> None:
+    """Sessions interleaving needs to find the better ranker, as the NDCG@10 gap shrinks (offline, simulated)."""
+    from dataclasses import asdict
+
+    from bench.interleaving import bench_interleaving
+    from searchstack.edge import read_catalog
+
+    settings = load_settings()
+    catalog = read_catalog(settings, fmt, path)
+    rows = bench_interleaving(catalog.judgments_by_query(), (2.0, 1.0, 0.5, 0.25), repeats, cap)
+    table = Table(title=f"Team-draft interleaving, grade order against grade + noise ({fmt.value}, PBM shoppers)",
+                  title_justify="left")
+    for column in ("noise sigma", "NDCG@10 gap", "median sessions to p < 0.05", "repeats there"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(f"{r.sigma:g}", f"{r.ndcg_gap:.3f}", f"{r.median_sessions:,.0f}", f"{r.found}/{r.repeats} within {cap:,}")
+    console.print(table)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+
+
 app()

@@ -15,6 +15,7 @@ which of its flat keys belong to a sub-group (`_SUBGROUPS`); `fold` moves them t
     settings.rerank.onnx     OnnxThreads: every ONNX Runtime session (reranker/serving/onnx_runner.py)
     settings.rerank.balancing  Balancing: the client's channel over replicas (reranker/client.py)
     settings.web             WebSettings: the search page (frontend/search.py)
+    settings.web.events      EventSettings: behaviour logging and the event API (frontend/events.py)
 """
 
 from __future__ import annotations
@@ -141,8 +142,28 @@ class RerankSettings(Group):
         return max(4 << 20, self.limits.max_candidates * (4 * self.limits.max_text_chars + 256))
 
 
+class EventSettings(Group):
+    """Behaviour logging from the page (frontend/events.py; env SHOPSEARCH_WEB_EVENTS_*): impressions
+    and clicks written to Elasticsearch off the request path, and the event API's limits."""
+
+    enabled: bool = False  # opt-in: nothing is logged unless a shop switches it on
+    index_prefix: str = Field("shopsearch-events", pattern=r"^[a-z0-9][a-z0-9_-]*$")  # daily: PREFIX-YYYY.MM.DD
+    queue_events: int = Field(10_000, ge=1)  # waiting to be written; past it, events are dropped and counted
+    bulk_events: int = Field(500, ge=1)  # events a bulk request
+    flush_ms: float = Field(250.0, gt=0)  # a partly filled bulk waits at most this
+    write_timeout_ms: float = Field(2000.0, gt=0)  # one bulk request
+    write_retries: int = Field(2, ge=0, le=5)  # a bulk that did not reach Elasticsearch is tried again
+    max_batch: int = Field(100, ge=1)  # POST /api/events: events a request
+    max_body_bytes: int = Field(256 * 1024, ge=1024)  # POST /api/events: request body
+    rate_per_s: float = Field(50.0, gt=0)  # POST /api/events: requests a second, over all clients
+    burst: int = Field(100, ge=1)  # POST /api/events: requests at once above the rate
+    cookie: str = Field("shopsearch_session", pattern=r"^[A-Za-z0-9_]+$")  # the random session id
+
+
 class WebSettings(Group):
     """The demo search page (frontend/, `shopsearch web`; env SHOPSEARCH_WEB_*)."""
+
+    _SUBGROUPS: ClassVar = {"events": {f"events_{name}": name for name in EventSettings.model_fields}}
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -164,3 +185,7 @@ class WebSettings(Group):
     max_page: int = Field(50, ge=1)
     examples: int = Field(6, ge=0)  # example queries shown, picked from the test split
     example_pool: int = Field(60, ge=0)  # test queries tried when picking them
+    # Team-draft interleaving (evaluation/interleaving.py) of the served model's order with BM25's, for
+    # this share of searches with a session (behaviour logging on); each item's arm is logged with it.
+    interleave_share: float = Field(0.0, ge=0.0, le=1.0)
+    events: EventSettings = Field(default_factory=EventSettings)

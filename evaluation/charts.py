@@ -138,3 +138,28 @@ def stage_chart(seconds: Mapping[str, float]) -> str:
         ax.set_xlabel("stage wall time, seconds (stages.json)")
         ax.grid(axis="x", alpha=0.3)
         return to_svg(fig)
+
+
+def interleaving_chart(arms: tuple[str, str], wins: int, ties: int, losses: int, preference: float,
+                       low: float, high: float) -> str:
+    """An interleaving's verdict: the impressions each arm won (and the ties) as one stacked bar, and
+    the preference for the first arm with its 95% interval on a -1..1 axis."""
+    with matplotlib.rc_context(_RC):
+        fig = _figure(8, 2.2)
+        counts, pref = fig.subplots(2, 1, height_ratios=(1, 1))
+        left = 0
+        for label, n, color in ((f"{arms[0]} wins", wins, "#2f855a"), ("ties", ties, "#a0aec0"),
+                                (f"{arms[1]} wins", losses, "#c53030")):
+            counts.barh(0, n, left=left, color=color, label=f"{label}: {n}")
+            left += n
+        counts.set_yticks([])
+        counts.set_xlabel("interleaved impressions with a click")
+        counts.legend(loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=3, frameon=False)
+        if not np.isnan(low):
+            pref.errorbar([preference], [0], xerr=[[preference - low], [high - preference]], fmt="D", color="#000",
+                          capsize=4)
+        pref.axvline(0, color="#444", linewidth=0.8)
+        pref.set_xlim(-1, 1)
+        pref.set_yticks([])
+        pref.set_xlabel(f"preference for {arms[0]} over {arms[1]} (wins - losses) / impressions, 95% interval")
+        return to_svg(fig)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -37,14 +38,15 @@ import grpc
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from common.errors import ShopsearchError
-from common.results import Candidate, Explanation, Neighbor, movement
+from common.results import Candidate, Explanation, Neighbor, Ranked
 from common.settings import WebSettings
 from es_config import retrieval
+from evaluation.interleaving import ARMS, team_draft
 from evaluation.ndcg import ndcg_at
 from reranker.client import Balancing, RerankClient, RerankError, RerankResult
 
-__all__ = ["BadRequest", "Grades", "RerankerLink", "Row", "SearchResult", "SearchService",
-           "SearchUnavailable", "example_pool", "make_es", "ndcg_at", "pick_examples"]
+__all__ = ["BadRequest", "FirstStage", "Grades", "Outcome", "Refused", "RerankerLink", "Row", "SearchResult",
+           "SearchService", "SearchUnavailable", "Status", "example_pool", "make_es", "ndcg_at", "pick_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +96,50 @@ class Grades:
 
 # -- the typed rows ------------------------------------------------------------------------------------
 
+Status = Literal["reranked", "partial", "fallback", "bm25"]
+"""What the reranked column is: "reranked", "partial" (some items placed by BM25), "fallback" (the
+BM25 order: the reranker or the plugin did not answer) or "bm25" (not asked)."""
+
+
+def bm25_order(candidates: Iterable[Candidate]) -> list[Ranked]:
+    """Candidates in their BM25 order as Ranked placed by BM25 (score: the BM25 score)."""
+    return [Ranked(c.product_id, c.bm25, c.bm25_rank, c.bm25, c.bm25_rank, False) for c in candidates]
+
+
 @dataclass(frozen=True)
 class Row:
-    """One product in one column: the Elasticsearch hit, carried to the page."""
+    """One product in one column: the typed `Ranked` (rank: its place in this column), its title and
+    the query's human grade for it."""
 
-    product_id: str
+    ranked: Ranked
     title: str
-    rank: int  # 1-based, in this column's order
-    bm25: float
-    bm25_rank: int
-    score: float | None = None  # the reranker's score; None: placed by BM25
     grade: float | None = None  # human grade, where the query has one for this product
-    explanation: Explanation | None = None  # the reranker's, neighbors labelled; reranked column only
+    team: str | None = None  # interleaved: the arm that contributed it
+
+    product_id = property(lambda self: self.ranked.product_id)
+    rank = property(lambda self: self.ranked.rank)  # 1-based, in this column's order
+    bm25 = property(lambda self: self.ranked.bm25)
+    bm25_rank = property(lambda self: self.ranked.bm25_rank)
+    movement = property(lambda self: self.ranked.movement)
+    # the reranker's explanation, neighbors labelled; reranked column only
+    explanation = property(lambda self: self.ranked.explanation)
 
     @property
-    def movement(self) -> int:
-        return movement(self.bm25_rank, self.rank)
+    def score(self) -> float | None:
+        """The reranker's score; None: placed by BM25."""
+        return self.ranked.score if self.ranked.reranked else None
+
+    @property
+    def arm(self) -> str:
+        """The ranker that placed it: its interleaving team, else "model" or "bm25"."""
+        return self.team or ("model" if self.ranked.reranked else "bm25")
+
+    def to_dict(self) -> dict:
+        e = self.explanation
+        return {"product_id": self.product_id, "title": self.title, "rank": self.rank, "bm25": self.bm25,
+                "bm25_rank": self.bm25_rank, "score": self.score, "grade": self.grade,
+                "explanation": asdict(e) if e is not None else None, "movement": self.movement,
+                "arm": self.arm}
 
 
 @dataclass
@@ -121,7 +151,7 @@ class SearchResult:
     more_hits: bool  # True: there are more than total_hits
     bm25: list[Row]  # this page of the BM25 order
     reranked: list[Row]  # this page of the final order (BM25 order when status is fallback)
-    status: str  # "reranked", "partial" (some items placed by BM25), "fallback" (BM25 order), "bm25" (not asked)
+    status: Status
     notice: str  # why partial or fallback, in plain words; "" otherwise
     rerank_depth: int
     path: str = "service"  # how the page asked for the reranked column: "service" or "plugin"
@@ -133,7 +163,8 @@ class SearchResult:
     server_ms: dict[str, float] = field(default_factory=dict)  # the reranker's own stage timings
     graded: int = 0  # how many of this query's products have a human grade
     ndcg_bm25: float | None = None
-    ndcg_reranked: float | None = None
+    ndcg_reranked: float | None = None  # interleaved: of the interleaved list
+    interleaved: bool = False  # the reranked column interleaves the model's order and BM25's (rows' `team`)
 
     @property
     def answered_by(self) -> str:
@@ -141,12 +172,53 @@ class SearchResult:
         return self.path if self.status in ("reranked", "partial") else "bm25"
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["answered_by"] = self.answered_by
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["server_ms"] = dict(self.server_ms)
         for column in ("bm25", "reranked"):
-            for row, source in zip(out[column], getattr(self, column)):
-                row["movement"] = source.movement
+            out[column] = [row.to_dict() for row in getattr(self, column)]
+        out["answered_by"] = self.answered_by
         return out
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Elasticsearch refused the plugin's rescore clause (no plugin, a window over its limit...)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class FirstStage:
+    """What Elasticsearch answered: the BM25 candidates, and the plugin's reranking where asked for."""
+
+    candidates: list[Candidate]  # BM25 order, ranks from 1
+    total: int
+    more: bool  # there are more hits than `total`
+    es_ms: float
+    rescored: retrieval.Rescored | Refused | None = None  # None: the plugin was not asked
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The reranked column's whole list (`ranked`, its ranks the final positions) and how it came."""
+
+    status: Status
+    ranked: list[Ranked]
+    notice: str = ""
+    model: str = ""
+    server_ms: dict[str, float] = field(default_factory=dict)
+    rerank_ms: float = 0.0
+    teams: dict[str, str] = field(default_factory=dict)  # interleaved: product id -> the arm that picked it
+
+    @classmethod
+    def bm25(cls, candidates: list[Candidate], status: Status = "bm25", notice: str = "") -> "Outcome":
+        return cls(status, bm25_order(candidates), notice)
+
+
+def placed(items: Iterable[Ranked]) -> list[Ranked]:
+    """Items in their final order, ranked by position from 1 (the BM25 score where the model did not place one)."""
+    return [replace(item, rank=rank, score=item.score if item.reranked else item.bm25)
+            for rank, item in enumerate(items, start=1)]
 
 
 # -- the reranker link ---------------------------------------------------------------------------------
@@ -285,7 +357,7 @@ class SearchService:
             return SearchUnavailable(f"Elasticsearch has no index {self.alias!r}; run `shopsearch index` first")
         return SearchUnavailable(f"Elasticsearch could not search (HTTP {err.meta.status}: {err.message})")
 
-    def _rescored(self, query: str, size: int, send_text: bool, timeout_s: float) -> retrieval.Rescored | str:
+    def _rescored(self, query: str, size: int, send_text: bool, timeout_s: float) -> retrieval.Rescored | Refused:
         """The plugin's search, or why Elasticsearch refused its rescore clause (no plugin installed,
         a window over its limit, fail_on_error set): the caller then searches BM25 alone."""
         try:
@@ -296,7 +368,7 @@ class SearchService:
                 raise self._unavailable(err) from None
             if err.meta.status in (429, 503):  # the node is overloaded or starting: not the plugin's doing
                 raise self._unavailable(err) from None
-            return es_reason(err)
+            return Refused(es_reason(err))
         except TransportError as err:
             raise self._unavailable(err) from None
 
@@ -325,7 +397,7 @@ class SearchService:
         self._remember(fetched)
         return {**known, **fetched}
 
-    def _explain_views(self, items: list, titles: dict[str, str], deadline: float) -> dict[str, Explanation]:
+    def _explain_views(self, items: list[Ranked], titles: dict[str, str], deadline: float) -> dict[str, Explanation]:
         item_paths = {"Q-I", "I-Q-I"}  # paths whose nodes are products; the others end at queries
         wanted = {n.node_id for item in items if item.explanation for n in item.explanation.neighbors
                   if n.path in item_paths and n.node_id not in titles}
@@ -346,8 +418,11 @@ class SearchService:
 
     # -- one search ----------------------------------------------------------------------------------
 
-    def search(self, query: str, page: int = 1, rerank: bool = True, send_text: bool | None = None) -> SearchResult:
-        """One page of both columns; `send_text` overrides the config's choice of sending titles."""
+    def search(self, query: str, page: int = 1, rerank: bool = True, send_text: bool | None = None,
+               session: str | None = None) -> SearchResult:
+        """One page of both columns; `send_text` overrides the config's choice of sending titles;
+        `session` (a random id) draws whether and how this search is interleaved, the same for every
+        page of the same query in the same session."""
         began = time.monotonic()
         cfg = self.config
         send_text = cfg.send_text if send_text is None else send_text
@@ -355,85 +430,130 @@ class SearchService:
         if not 1 <= page <= cfg.max_page:
             raise BadRequest(f"page must be a whole number from 1 to {cfg.max_page}, not {page}")
         deadline = began + cfg.budget_ms / 1000
-        offset = (page - 1) * cfg.page_size
-        size = min(MAX_RESULT_WINDOW, max(cfg.rerank_depth, offset + cfg.page_size, NDCG_K))
+        window = slice((page - 1) * cfg.page_size, page * cfg.page_size)
+        size = min(MAX_RESULT_WINDOW, max(cfg.rerank_depth, window.stop, NDCG_K))
 
-        es_began = time.monotonic()
         via_plugin = rerank and cfg.rerank_path == "plugin"
-        status, notice, model, server_ms, rerank_ms, explain_ms = "bm25", "", "", {}, 0.0, 0.0
-        rescored: retrieval.Rescored | str | None = None
-        if via_plugin:  # Elasticsearch's time and the node's call to the reranker, in one request
-            left_s = deadline - es_began - RENDER_RESERVE_MS / 1000
+        first = self._first_stage(query, size, send_text, via_plugin, deadline)
+        self._remember({c.product_id: c.title for c in first.candidates})
+        if via_plugin:
+            outcome = self._via_plugin(first)
+        elif rerank and first.candidates and self.reranker is not None:
+            outcome = self._via_service(query, first.candidates, send_text, deadline)
+        else:
+            outcome = Outcome.bm25(first.candidates)
+        if session is not None and outcome.status == "reranked" and cfg.interleave_share > 0:
+            outcome = self._interleaved(outcome, random.Random(f"{session}\x00{query_key(query)}"))
+        return self._page(query, page, window, first, outcome, deadline, began)
+
+    def _first_stage(self, query: str, size: int, send_text: bool, via_plugin: bool, deadline: float) -> FirstStage:
+        """BM25 from Elasticsearch; through the plugin's rescore clause when `via_plugin` (one request:
+        Elasticsearch's time and the node's call to the reranker), BM25 alone when it is refused."""
+        cfg = self.config
+        began = time.monotonic()
+        rescored: retrieval.Rescored | Refused | None = None
+        if via_plugin:
+            left_s = deadline - began - RENDER_RESERVE_MS / 1000
             rescored = self._rescored(query, size, send_text,
                                       min((cfg.es_timeout_ms + cfg.rerank_deadline_ms) / 1000, left_s))
         if isinstance(rescored, retrieval.Rescored):
-            hits, total, more = rescored.candidates, rescored.total, rescored.total_is_lower_bound
+            found: retrieval.Rescored | retrieval.Retrieved = rescored
         else:
-            if isinstance(rescored, str):
-                status = "fallback"
-                notice = f"Elasticsearch refused the shopsearch rescore ({rescored}), so this is the BM25 order."
-                log.info("plugin rescore refused for %r: %s", query, rescored)
-            retrieved = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - time.monotonic()))
-            hits, total, more = retrieved.candidates, retrieved.total, retrieved.total_is_lower_bound
-        es_ms = 1000 * (time.monotonic() - es_began)
-        titles = {c.product_id: c.title for c in hits}
-        bm25 = {c.product_id: c for c in hits}
-        bm25_order = [c.product_id for c in hits]
+            if isinstance(rescored, Refused):
+                log.info("plugin rescore refused for %r: %s", query, rescored.reason)
+            found = self._bm25(query, size, min(cfg.es_timeout_ms / 1000, deadline - time.monotonic()))
+        return FirstStage(found.candidates, found.total, found.total_is_lower_bound,
+                          1000 * (time.monotonic() - began), rescored)
 
-        self._remember(titles)
-        final: list[tuple[str, float | None]] = [(pid, None) for pid in bm25_order]
-        views: dict[str, Explanation] = {}
-        if isinstance(rescored, retrieval.Rescored) and hits:
-            status, notice = plugin_status(rescored)
-            if status != "fallback":
-                model = f"model {rescored.model_version}"
-                final = [(r.product_id, r.score if r.reranked else None) for r in rescored.ranked]
-        elif rerank and hits and self.reranker is not None and not via_plugin:
-            head = hits[: cfg.rerank_depth]
-            candidates: list[Candidate] = [replace(c, text=c.title) for c in head] if send_text else head
-            left_ms = 1000 * (deadline - time.monotonic()) - RENDER_RESERVE_MS
-            timeout_ms = min(cfg.rerank_deadline_ms, left_ms)
-            rerank_began = time.monotonic()
-            if timeout_ms < 5:
-                status = "fallback"
-                notice = "Elasticsearch used up the time for this search, so this is the BM25 order."
-            else:
-                try:
-                    result = self.reranker.rerank(query, candidates, cfg.explain, timeout_ms / 1000)
-                except RerankError as err:
-                    status, notice = "fallback", fallback_notice(err, timeout_ms)
-                    log.info("rerank fell back for %r: %s", query, err)
-                else:
-                    status = "partial" if result.partial else "reranked"
-                    notice = f"Partly reranked: {result.reason}." if result.partial else ""
-                    model, server_ms = f"{result.model_name} {result.model_version}", result.timings_ms
-                    final = [(item.product_id, item.score if item.reranked else None) for item in result.items]
-                    final += [(pid, None) for pid in bm25_order[len(head):]]
-            rerank_ms = 1000 * (time.monotonic() - rerank_began)
-            if status in ("reranked", "partial") and cfg.explain:
-                explain_began = time.monotonic()
-                views = self._explain_views(result.items[offset: offset + cfg.page_size], titles, deadline)
-                explain_ms = 1000 * (time.monotonic() - explain_began)
+    def _via_plugin(self, first: FirstStage) -> Outcome:
+        if isinstance(first.rescored, Refused):
+            return Outcome.bm25(first.candidates, "fallback", "Elasticsearch refused the shopsearch rescore "
+                                f"({first.rescored.reason}), so this is the BM25 order.")
+        if first.rescored is None or not first.candidates:
+            return Outcome.bm25(first.candidates)
+        status, notice = plugin_status(first.rescored)
+        if status == "fallback":
+            return Outcome.bm25(first.candidates, status, notice)
+        return Outcome(status, placed(first.rescored.ranked), notice, f"model {first.rescored.model_version}")
 
+    def _via_service(self, query: str, hits: list[Candidate], send_text: bool, deadline: float) -> Outcome:
+        """The BM25 top `rerank_depth` reordered by the reranker service, the rest after in BM25 order;
+        the BM25 order with a notice when it is down, slow or refuses."""
+        cfg = self.config
+        head = hits[: cfg.rerank_depth]
+        candidates = [replace(c, text=c.title) for c in head] if send_text else head
+        timeout_ms = min(cfg.rerank_deadline_ms, 1000 * (deadline - time.monotonic()) - RENDER_RESERVE_MS)
+        if timeout_ms < 5:
+            return Outcome.bm25(hits, "fallback", "Elasticsearch used up the time for this search, so this is the BM25 order.")
+        began = time.monotonic()
+        try:
+            result = self.reranker.rerank(query, candidates, cfg.explain, timeout_ms / 1000)
+        except RerankError as err:
+            log.info("rerank fell back for %r: %s", query, err)
+            return replace(Outcome.bm25(hits, "fallback", fallback_notice(err, timeout_ms)),
+                           rerank_ms=1000 * (time.monotonic() - began))
+        return Outcome("partial" if result.partial else "reranked", placed(result.items + bm25_order(hits[len(head):])),
+                       f"Partly reranked: {result.reason}." if result.partial else "",
+                       f"{result.model_name} {result.model_version}", result.timings_ms,
+                       1000 * (time.monotonic() - began))
+
+    def _interleaved(self, outcome: Outcome, rng: random.Random) -> Outcome:
+        """The model's order team-drafted with BM25's for `interleave_share` of the draws; else as it was."""
+        if rng.random() >= self.config.interleave_share:
+            return outcome
+        by_id = {item.product_id: item for item in outcome.ranked}
+        bm25 = sorted(outcome.ranked, key=lambda item: item.bm25_rank)
+        teams = team_draft([item.product_id for item in outcome.ranked], [item.product_id for item in bm25],
+                           ARMS, rng)
+        return replace(outcome, ranked=[replace(by_id[pid], rank=rank) for rank, (pid, _) in enumerate(teams, 1)],
+                       teams=dict(teams))
+
+    def _page(self, query: str, page: int, window: slice, first: FirstStage, outcome: Outcome,
+              deadline: float, began: float) -> SearchResult:
+        """One page of both columns, with grades, NDCG@10 and (reranked by the service) the explain view."""
+        cfg = self.config
         grades = self.grades.of(query)
         graded = grades or {}
+        reranked = outcome.status in ("reranked", "partial")
+        titles = {c.product_id: c.title for c in first.candidates}
+        shown, views, explain_ms = outcome.ranked[window], {}, 0.0
+        if reranked and cfg.explain and cfg.rerank_path == "service":  # the plugin's answer has no explain view
+            explain_began = time.monotonic()
+            views = self._explain_views(shown, titles, deadline)
+            explain_ms = 1000 * (time.monotonic() - explain_began)
+        shown = [replace(item, explanation=views.get(item.product_id)) for item in shown]
 
-        def row(position: int, pid: str, score: float | None, explanation: Explanation | None = None) -> Row:
-            hit = bm25[pid]
-            return Row(pid, hit.title, position, hit.bm25, hit.bm25_rank, score, graded.get(pid), explanation)
+        def rows(items: list[Ranked], teams: dict[str, str]) -> list[Row]:
+            return [Row(item, titles[item.product_id], graded.get(item.product_id), teams.get(item.product_id))
+                    for item in items]
 
-        # each column carries what it means: the reranker's explanation only on the reranked rows
-        window = slice(offset, offset + cfg.page_size)
-        bm25_rows = [row(offset + i + 1, pid, None) for i, pid in enumerate(bm25_order[window])]
-        final_rows = [row(offset + i + 1, pid, score, views.get(pid)) for i, (pid, score) in enumerate(final[window])]
-        pages = max(1, min(cfg.max_page, math.ceil(min(total, MAX_RESULT_WINDOW) / cfg.page_size)))
+        bm25 = bm25_order(first.candidates)
+        pages = max(1, min(cfg.max_page, math.ceil(min(first.total, MAX_RESULT_WINDOW) / cfg.page_size)))
         return SearchResult(
-            query=query, page=page, pages=pages, total_hits=total, more_hits=more, bm25=bm25_rows, reranked=final_rows,
-            status=status, notice=notice, rerank_depth=cfg.rerank_depth, path=cfg.rerank_path, model=model, es_ms=es_ms,
-            rerank_ms=rerank_ms, explain_ms=explain_ms, total_ms=1000 * (time.monotonic() - began), server_ms=server_ms,
-            graded=len(graded), ndcg_bm25=ndcg_at(bm25_order, graded, NDCG_K) if grades else None,
-            ndcg_reranked=ndcg_at([pid for pid, _ in final], graded, NDCG_K) if grades and status in ("reranked", "partial") else None,
-        )
+            query=query, page=page, pages=pages, total_hits=first.total, more_hits=first.more,
+            bm25=rows(bm25[window], {}), reranked=rows(shown, outcome.teams), status=outcome.status, notice=outcome.notice,
+            rerank_depth=cfg.rerank_depth, path=cfg.rerank_path, model=outcome.model, es_ms=first.es_ms,
+            rerank_ms=outcome.rerank_ms, explain_ms=explain_ms, total_ms=1000 * (time.monotonic() - began),
+            server_ms=outcome.server_ms, graded=len(graded),
+            ndcg_bm25=ndcg_at([r.product_id for r in bm25], graded, NDCG_K) if grades else None,
+            ndcg_reranked=(ndcg_at([r.product_id for r in outcome.ranked], graded, NDCG_K)
+                           if grades and reranked else None), interleaved=bool(outcome.teams))
+
+    def known_products(self, ids: set[str], timeout_s: float = 1.0) -> set[str]:
+        """Which of `ids` are in the catalog (the event API refuses events about unknown products)."""
+        if not ids:
+            return set()
+        try:
+            docs = self.es.options(request_timeout=timeout_s, max_retries=0).mget(
+                index=self.alias, ids=sorted(ids), source=False)["docs"]
+        except (ApiError, TransportError) as err:
+            raise self._unavailable(err) from None
+        return {d["_id"] for d in docs if d.get("found")}
+
+    def title_of(self, product_id: str) -> str | None:
+        """A product's title (the page a result link leads to); None: no such product."""
+        found = self._titles({product_id}, self.config.es_timeout_ms / 1000)
+        return found.get(product_id)
 
     def health(self) -> dict[str, str]:
         try:
@@ -444,7 +564,7 @@ class SearchService:
         return {"elasticsearch": es, "reranker": reranker, "rerank_path": self.config.rerank_path}
 
 
-def plugin_status(rescored: retrieval.Rescored) -> tuple[str, str]:
+def plugin_status(rescored: retrieval.Rescored) -> tuple[Status, str]:
     """(status, notice) of a plugin search, from what its hits' explanations say."""
     placed = sum(r.reranked for r in rescored.ranked)
     failed = ", ".join(sorted(rescored.fallbacks))

@@ -434,6 +434,113 @@ def rerank_query(
                           highlight=False)
 
 
+# -- the closed loop: behaviour logs and interleaving ------------------------------------------------
+abtest_app = typer.Typer(help="Interleaving on the page: the served model against BM25.", no_args_is_help=True)
+app.add_typer(abtest_app, name="abtest")
+logs_app = typer.Typer(help="The page's behaviour logs (SHOPSEARCH_WEB_EVENTS_ENABLED).", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
+
+
+@abtest_app.command("report")
+@one_line_errors
+def abtest_report(
+    es_url: UrlOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap over sessions.")] = 0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the verdict here.")] = None,
+) -> None:
+    """Wins, losses and ties of the interleaved searches, the preference with its 95% interval and the
+    sign test's p-value, from the logged impressions and clicks."""
+    import json
+    from dataclasses import asdict
+
+    from es_config.events import read_events
+    from evaluation.interleaving import ARMS, compare, outcomes_of
+
+    settings = load_settings(es_url=es_url)
+    events = read_events(stackapp.connect_es(settings), settings.web.events.index_prefix)
+    verdict = compare(outcomes_of(events, ARMS), ARMS, seed=seed)
+    a, b = ARMS
+    if not verdict.impressions:
+        console.print(f"no interleaved impression with a click in {settings.web.events.index_prefix}-* yet")
+    else:
+        console.print(f"{verdict.impressions:,} interleaved impressions with a click, {verdict.sessions:,} sessions")
+        console.print(f"{a:>6} wins {verdict.wins:,} · ties {verdict.ties:,} · {b} wins {verdict.losses:,}")
+        better = a if verdict.preference > 0 else b
+        console.print(f"preference for {a} over {b}: {verdict.preference:+.3f} (95% interval {verdict.low:+.3f} "
+                      f"to {verdict.high:+.3f}, bootstrap over sessions); sign test p = {verdict.p_value:.3g}"
+                      + (f": {better} is preferred" if verdict.p_value < 0.05 else ": no preference shown at p < 0.05"))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(asdict(verdict), indent=2))
+
+
+@logs_app.command("export")
+@one_line_errors
+def logs_export(
+    out: Annotated[Path, typer.Option("--out", help="Folder for logs.jsonl (and log_queries.jsonl).")],
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+    graph: Annotated[Optional[Path], typer.Option(help="Also write the position-bias corrected click graph (JSON).")] = None,
+) -> None:
+    """The generic format's `logs` table (per query-product pair: clicks, impressions) from the logged
+    events; queries are matched to the catalog's by text, others listed in log_queries.jsonl."""
+    import json
+
+    from es_config.events import read_events
+    from indexer.click_logs import estimate_pbm, graph_from_position_counts, logs_table, position_counts, query_key
+
+    settings = load_settings(es_url=es_url)
+    catalog = read_catalog(settings, fmt, path)
+    query_ids = {query_key(q.text): q.query_id for q in sorted(catalog.queries.values(), key=lambda q: q.query_id)
+                 if query_key(q.text)}
+    counts = position_counts(read_events(stackapp.connect_es(settings), settings.web.events.index_prefix))
+    rows, new_queries = logs_table(counts, query_ids)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if new_queries:
+        (out / "log_queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in new_queries))
+    console.print(f"{len(rows):,} query-product pairs to {out / 'logs.jsonl'}"
+                  + (f"; {len(new_queries):,} queries the catalog lacks to {out / 'log_queries.jsonl'}" if new_queries else ""))
+    if graph is not None:
+        model = estimate_pbm(counts)
+        built = graph_from_position_counts(counts, query_ids, model.examination)
+        built.save(graph)
+        shown = ", ".join(f"{k}: {t:.2f}" for k, t in sorted(model.examination.items())[:10])
+        console.print(f"examination by position (PBM, {model.iterations} EM steps): {shown}")
+        console.print(f"click graph {built.manifest()} to {graph}")
+
+
+@app.command()
+@one_line_errors
+def simulate(
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    url: Annotated[Optional[str], typer.Option(help="The page (default: the settings' web URL).")] = None,
+    sessions: Annotated[int, typer.Option(min=1, help="Shoppers, one search each.")] = 500,
+    seconds: Annotated[float, typer.Option(min=1, help="Stop after this long, however many shoppers searched.")] = 120.0,
+    model: Annotated[str, typer.Option(help="Click model: pbm (position-based) or cascade.")] = "pbm",
+    seed: Annotated[int, typer.Option(help="Seed of the shoppers, their queries and their clicks.")] = 0,
+) -> None:
+    """Simulated shoppers search the test split's graded queries on the running page and click by a
+    click model with attractiveness from the human grades (evaluation/click_simulator.py); the page
+    logs them as it logs people (switch logging on first)."""
+    from evaluation.click_simulator import ClickModel, ClickSimulator
+
+    if model not in ("pbm", "cascade"):
+        raise typer.BadParameter("the click model is pbm or cascade", param_hint="--model")
+    settings = load_settings()
+    catalog = read_catalog(settings, fmt, path)
+    test = set(current_split(settings, catalog).split.test)
+    grades = catalog.judgments_by_query()
+    queries = {catalog.queries[q].text: grades[q] for q in sorted(test) if q in grades and q in catalog.queries}
+    simulator = ClickSimulator(url or settings.web_url, queries, ClickModel(kind=model), seed=seed,
+                               cookie=settings.web.events.cookie)
+    report = simulator.run(sessions, seconds)
+    console.print(f"{report.searches:,} searches, {report.clicks:,} clicks in {report.seconds:.1f} s "
+                  f"({report.failed:,} requests failed) on {url or settings.web_url}")
+
+
 # -- the demo page and the background stack ---------------------------------------------------------
 @app.command()
 @one_line_errors

@@ -249,7 +249,12 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
     service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
                             es_url=settings.resolved_es_url, alias=settings.index_alias)
     examples = Examples(service, pool, settings.web.examples).start()
-    app = create_app(service, examples, pipeline_dir=settings.artifacts_dir / "pipeline")
+    events = None
+    if config.events.enabled:  # behaviour logging: its own client, so a slow events index never holds a search
+        from frontend.events import EventLog
+
+        events = EventLog(make_es(settings.resolved_es_url, config.events.write_timeout_ms), config.events).start()
+    app = create_app(service, examples, pipeline_dir=settings.artifacts_dir / "pipeline", events=events)
     how = ("reranking through Elasticsearch's shopsearch plugin" if config.rerank_path == "plugin"
            else f"reranker {settings.resolved_rerank_target}")
     err_console.print(f"search page on {settings.web_url} (Elasticsearch {settings.resolved_es_url}, {how})",
@@ -259,5 +264,7 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
                     access_log=False)
     finally:
         examples.stop()
+        if events is not None:
+            events.stop()
         link.close()
     err_console.print("stopped")
