@@ -101,3 +101,39 @@ def test_the_teacher_learns_from_the_students_queries_and_more_when_asked(tmp_pa
     run = Pipeline(catalog, split, None, "products", profile, tmp_path)
     assert set(run.train_q) <= set(run.teacher_q) <= set(split.train)
     assert len(run.teacher_q) == expected
+
+
+def test_the_graph_takes_the_logged_pairs_and_keeps_the_teachers_elsewhere_and_says_so(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from indexer.graph import ClickGraph
+    from indexer.records import Product
+    from indexer.splits import QuerySplit
+    from reranker.training.labeling import LabeledPairs
+    from reranker.training.pipeline import Pipeline
+
+    catalog = _catalog_with_queries(12)
+    for p in ("a", "b"):
+        catalog.products[p] = Product(p, f"thing {p}")
+    ids = sorted(catalog.queries)
+    split = QuerySplit("s", catalog.name, "f", 13, 0.1, 0.1, ids[:10], ids[10:11], ids[11:])
+    # an exported logs graph: a train query's pair the teacher also scored, another train query's
+    # new pair, and a test query (never a graph node)
+    logged = ClickGraph.from_edges([("q0", "p", 0.25), ("q1", "a", 0.9), (ids[11], "b", 0.7)])
+    logged.save(tmp_path / "logs_graph.json")
+    profile = with_overrides(PROFILES["quick"], {"graph_file": str(tmp_path / "logs_graph.json")})
+    run = Pipeline(catalog, split, None, "products", profile, tmp_path / "runs")
+    n = len(run.train_q)
+    LabeledPairs(np.array(run.train_q), np.array(["p"] * n), np.ones(n, np.float32), np.full(n, 3.0, np.float32),
+                 np.zeros(n, np.float32)).save(run.root / "train_labels.npz")
+    run.graph()
+    edges = {(q, p): w for q, p, w in ClickGraph.load(run.root / "graph.json").edges()}
+    assert edges[("q0", "p")] == 0.25  # the log's weight, not the teacher's sigmoid(3) = 0.95
+    assert edges[("q1", "a")] == 0.9
+    assert edges[("q2", "p")] == pytest.approx(0.9526, abs=1e-4)  # the teacher's, where the logs are silent
+    assert not any(q == ids[11] for q, _ in edges)
+    source = json.loads((run.root / "graph_source.json").read_text())
+    assert source["built_from"].startswith("teacher-scored impressions + logs export")
+    assert source["edges_from_logs"] == 2 and source["edges"] == len(edges)

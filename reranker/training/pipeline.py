@@ -342,21 +342,44 @@ class Pipeline:
     def graph(self) -> None:
         """The click graph of train queries (whole, and one per fold) and the vocabulary.
 
-        From the catalog's search logs where it has them, else from teacher-scored impressions.
-        """
+        Teacher-scored impressions, with the logged pairs' edges in their place where the shop has
+        search logs: the profile's `graph_file` (a graph written by `shopsearch logs export --graph`,
+        corrected for position bias) or else the catalog's logs table (smoothed CTR). What the graph
+        was built from goes to graph_source.json and every student's manifest."""
+        from indexer.click_logs import with_teacher_edges
+
         labels = LabeledPairs.load(self.root / "train_labels.npz")
         judged = {q: set(items) for q, items in self._grades(self.train_q).items()}
         confident = self.profile.confident_edge
+        source = ("logs export " + str(self.profile.graph_file) if self.profile.graph_file
+                  else "catalog logs" if self.catalog.logs else None)
+        exported = ClickGraph.load(Path(self.profile.graph_file)) if self.profile.graph_file else None
 
-        def build(queries: set[str]) -> ClickGraph:
-            if self.catalog.logs:  # a shop with real search logs: smoothed CTR of train queries' lines
+        def logged(queries: set[str]) -> ClickGraph | None:
+            if exported is not None:
+                return ClickGraph.from_edges([(q, p, w) for q, p, w in exported.edges() if q in queries])
+            if self.catalog.logs:
                 return graph_from_logs([e for e in self.catalog.logs if e.query_id in queries])
-            return ClickGraph.from_edges(graph_edges(labels, judged, confident, queries))
+            return None
 
-        build(set(self.train_q)).save(self.root / "graph.json")
+        def build(queries: set[str]) -> tuple[ClickGraph, int]:
+            teacher = ClickGraph.from_edges(graph_edges(labels, judged, confident, queries))
+            logs = logged(queries)
+            return (teacher, 0) if logs is None else (with_teacher_edges(logs, teacher), logs.num_edges)
+
+        whole, from_logs = build(set(self.train_q))
+        whole.save(self.root / "graph.json")
         for fold in (0, 1):
-            build({q for q in self.train_q if fold_of(q) != fold}).save(self.root / f"graph_fold{fold}.json")
+            build({q for q in self.train_q if fold_of(q) != fold})[0].save(self.root / f"graph_fold{fold}.json")
+        (self.root / "graph_source.json").write_text(json.dumps({
+            "built_from": "teacher-scored impressions" + (f" + {source}" if source else ""),
+            "edges": whole.num_edges, "edges_from_logs": from_logs, "edges_from_teacher": whole.num_edges - from_logs},
+            indent=1))
         Vocab.build([*self.titles.values(), *(self.texts[q] for q in self.train_q)]).save(self.root / "vocab.json")
+
+    def _graph_source(self) -> dict | None:
+        path = self.root / "graph_source.json"
+        return json.loads(path.read_text()) if path.exists() else None
 
     def faiss(self) -> None:
         """Bi-encoder vectors of the products and of the logged (train) queries, as FAISS stores."""
@@ -465,7 +488,8 @@ class Pipeline:
 
         agreement = self._dev_agreement(scorer, lambda ids: builder.sampler.warm_items(ids, self._stores[1]))
         log.info("%s: dev Spearman with the teacher %.3f", name, agreement)
-        model.save(self.root / name, {**self.manifest, "distill_config": asdict(config), "loss_history": history,
+        model.save(self.root / name, {**self.manifest, "graph": self._graph_source(),
+                                      "distill_config": asdict(config), "loss_history": history,
                                       "dev_spearman_with_teacher": agreement}, vocab)
 
     def berm_o(self) -> None:
@@ -492,7 +516,7 @@ class Pipeline:
                 return model(builder.build(text, None, ids, bm25))["score"].numpy()
 
         agreement = self._dev_agreement(scorer, lambda ids: builder.sampler.warm_items(ids, self._stores[1]))
-        extra = {**self.manifest, "distill_config": asdict(config), "loss_history": history,
+        extra = {**self.manifest, "graph": self._graph_source(), "distill_config": asdict(config), "loss_history": history,
                  "dev_spearman_with_teacher": agreement}
         model.save(self.root / "berm_o", extra, vocab)
         query_store, item_store = self._stores

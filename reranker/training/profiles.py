@@ -48,6 +48,9 @@ class Profile:
     listwise_weight: float = 1.0  # listwise KL to the teacher per query (reranker/training/distill.py)
     listwise_temperature: float = 1.0
     confident_edge: float = 0.8  # teacher sigmoid above which a BM25 candidate joins the graph
+    # a click graph from the shop's own behaviour logs (`shopsearch logs export --graph`, corrected
+    # for position bias); its train queries' edges replace the teacher's for the pairs it holds
+    graph_file: str | None = None
     per_path: int = 5  # sampled neighbors per metapath
     all_products: bool = True  # embed the whole catalog (else only products some query retrieves)
     speed_queries: int = 50  # test queries timed again for the repeated-query speed column
@@ -63,7 +66,7 @@ STAGE_SETTINGS = {
     "teacher_mix": ("mix_grid", "cosine_grid", "int8_max_ndcg_drop", "int8_min_spearman"),
     "labels": ("label_k", "pseudo_queries", "pseudo_k", "unlabeled_queries", "unlabeled_k"),
     "query_encoder": ("query_encoder", "query_encoder_epochs"),
-    "graph": ("confident_edge",),
+    "graph": ("confident_edge", "graph_file"),
     "faiss": ("all_products",),
     "berm": ("student_epochs", "per_path", "use_cosine", "listwise_weight", "listwise_temperature", "word_init"),
 }
