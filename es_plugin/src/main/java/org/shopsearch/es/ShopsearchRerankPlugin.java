@@ -16,6 +16,7 @@ import org.elasticsearch.plugins.Plugin;
 import org.elasticsearch.plugins.SearchPlugin;
 import org.elasticsearch.rest.RestController;
 import org.elasticsearch.rest.RestHandler;
+import org.elasticsearch.search.fetch.FetchSubPhase;
 
 import java.util.Collection;
 import java.util.List;
@@ -23,7 +24,8 @@ import java.util.function.Predicate;
 import java.util.function.Supplier;
 
 /**
- * The `shopsearch` rescorer, its node settings and the `_shopsearch/stats` endpoint.
+ * The `shopsearch` rescorer, each hit's structured outcome (the `shopsearch_outcome` search ext and its fetch
+ * sub-phase), the node settings and the `_shopsearch/stats` endpoint.
  *
  * The plugin owns the node's link to the reranker service (created with the node's components)
  * and hands it to the rescorer, its builder and the stats handler as a supplier: the rescorer
@@ -55,6 +57,16 @@ public class ShopsearchRerankPlugin extends Plugin implements SearchPlugin, Acti
     public List<RescorerSpec<?>> getRescorers() {
         return List.of(new RescorerSpec<>(ShopsearchRescorerBuilder.NAME, in -> new ShopsearchRescorerBuilder(in, rescorer),
             parser -> ShopsearchRescorerBuilder.fromXContent(parser, rescorer)));
+    }
+
+    @Override
+    public List<SearchExtSpec<?>> getSearchExts() {
+        return List.of(new SearchExtSpec<>(OutcomeSearchExt.NAME, OutcomeSearchExt::new, OutcomeSearchExt::fromXContent));
+    }
+
+    @Override
+    public List<FetchSubPhase> getFetchSubPhases(FetchPhaseConstructionContext context) {
+        return List.of(new OutcomeFetchSubPhase(rescorer));
     }
 
     @Override
