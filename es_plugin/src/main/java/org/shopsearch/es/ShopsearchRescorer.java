@@ -28,6 +28,7 @@ import shopsearch.reranker.v1.RerankerOuterClass.RerankResponse;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -236,7 +237,7 @@ public final class ShopsearchRescorer implements Rescorer {
         ScoreDoc[] out = new ScoreDoc[docs.length];
         boolean[] placed = new boolean[window];
         Set<Integer> rescored = new HashSet<>();
-        Map<Integer, Outcome> seen = new java.util.HashMap<>();
+        Map<Integer, Outcome> seen = new HashMap<>();
         String model = response.getModelVersion();
         int n = 0;
         for (Item item : response.getItemsList()) {
@@ -266,7 +267,7 @@ public final class ShopsearchRescorer implements Rescorer {
     /** BM25 order for every hit, after a failed call; `reason` is the fallback reason. */
     static Reordered bm25Order(ScoreDoc[] docs, int window, String reason) {
         ScoreDoc[] out = new ScoreDoc[docs.length];
-        Map<Integer, Outcome> seen = new java.util.HashMap<>();
+        Map<Integer, Outcome> seen = new HashMap<>();
         for (int i = 0; i < docs.length; i++) {
             out[i] = new ScoreDoc(docs[i].doc, notReranked(docs[i].score), docs[i].shardIndex);
             seen.put(docs[i].doc, Outcome.notReranked(docs[i].score, i + 1, window, "", reason, ""));
