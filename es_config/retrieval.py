@@ -10,7 +10,6 @@ search inside a batch raises RetrievalError.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -63,11 +62,8 @@ def search(es: Elasticsearch, alias: str, text: str, size: int, *, titles: bool 
 
 @dataclass(frozen=True)
 class Rescored:
-    """One search reranked by the plugin: each hit's part read from its explanation.
-
-    A response header set by one shard does not reliably reach the client of a multi-shard search,
-    so what the plugin did is read per hit from `explain` (ShopsearchRescorer.explain's wording).
-    """
+    """One search reranked by the plugin, each hit's part read from its structured outcome
+    (`fields._shopsearch`, the plugin's `shopsearch_outcome` fetch sub-phase)."""
 
     ranked: list[Ranked]  # the final order; reranked=False: placed by BM25 (past the window, unscored, a fallback)
     candidates: list[Candidate]  # the same hits in BM25 order, ranks from 1
@@ -78,18 +74,15 @@ class Rescored:
     unscored: tuple[str, ...] = ()  # the service's reasons for hits in the window it could not score
 
 
-# ShopsearchRescorer.explain: "shopsearch: reranked by the model, ..." with the model score, then the
-# BM25 score as details; "shopsearch: not reranked (WHY); ..." with the BM25 score.
-_RERANKED = "shopsearch: reranked by the model"
-_MODEL = re.compile(r"\(model (.*)\), rank \d+ in this shard's window")
-_SHARD_RANK = re.compile(r"rank (\d+) on this shard")
-_FAILED = re.compile(r"^shopsearch: not reranked \(the reranker call failed \((\w+)\)\)")
-_UNSCORED = re.compile(r"^shopsearch: not reranked \(the model could not score it \((.*)\)\); final score")
+OUTCOME_EXT = "shopsearch_outcome"  # the search ext that asks the plugin for each hit's outcome
+OUTCOME_FIELD = "_shopsearch"  # where each hit carries it (OutcomeFetchSubPhase.java documents the keys)
+# Reasons a hit was not reranked that are not a failed call (the rest are fallback reasons).
+_NOT_A_FALLBACK = {"unscored", "past_window", "not_kept"}
 
 
-def _shard_rank(explanation: Mapping) -> int:
-    found = _SHARD_RANK.search(explanation.get("description", ""))
-    return int(found.group(1)) if found else 0
+def _outcome(hit: Mapping) -> Mapping:
+    values = (hit.get("fields") or {}).get(OUTCOME_FIELD) or [{}]
+    return values[0]
 
 
 def rescore(es: Elasticsearch, alias: str, text: str, size: int, window: int, *, send_text: bool = False,
@@ -100,33 +93,32 @@ def rescore(es: Elasticsearch, alias: str, text: str, size: int, window: int, *,
     extra: dict = {"track_total_hits": track_total_hits} if track_total_hits is not None else {}
     if timeout_s is not None:
         extra["timeout"] = f"{max(1, int(1000 * timeout_s))}ms"  # the shards' own budget too
-    answer = client.search(index=alias, query=bm25_query(text), size=size, source=["title"], explain=True,
+    answer = client.search(index=alias, query=bm25_query(text), size=size, source=["title"], ext={OUTCOME_EXT: {}},
                            rescore={"window_size": window, "shopsearch": {"query_text": text, "send_text": send_text}},
                            **extra)
-    ranked, rows, fallbacks, unscored, version = [], [], {}, [], ""
+    rows, fallbacks, unscored, version = [], {}, [], ""
     for position, hit in enumerate(answer["hits"]["hits"]):
-        e = hit.get("_explanation") or {}
-        description, details = e.get("description", ""), e.get("details") or [{}]
-        if description.startswith(_RERANKED):
-            model, bm25 = details[0], details[1] if len(details) > 1 else {}
-            found = _MODEL.search(model.get("description", ""))
-            version = version or (found.group(1) if found else "")
-            score, reranked = float(model["value"]), True
+        o = _outcome(hit)
+        reranked = bool(o.get("reranked"))
+        bm25 = float(o.get("bm25_score") or 0.0)
+        if reranked:
+            version = version or o.get("model_version", "")
+            score = float(o["model_score"])
         else:
-            bm25, reranked = details[0], False
-            score = float(bm25.get("value", 0.0))
-            if failed := _FAILED.match(description):
-                fallbacks[failed.group(1)] = fallbacks.get(failed.group(1), 0) + 1
-            elif (why := _UNSCORED.match(description)) and why.group(1) not in unscored:
-                unscored.append(why.group(1))
-        rows.append((hit, score, reranked, float(bm25.get("value", 0.0)), _shard_rank(bm25), position))
+            score, reason = bm25, o.get("reason") or "not_kept"
+            if reason == "unscored":
+                if o.get("detail") and o["detail"] not in unscored:
+                    unscored.append(o["detail"])
+            elif reason not in _NOT_A_FALLBACK:
+                fallbacks[reason] = fallbacks.get(reason, 0) + 1
+        rows.append((hit, score, reranked, bm25, int(o.get("bm25_rank") or 0), position))
     # BM25 order: by score, ties as each shard ranked them, then as the response listed them
     by_bm25 = sorted(rows, key=lambda r: (-r[3], r[4], r[5]))
     bm25_rank = {id(r[0]): rank for rank, r in enumerate(by_bm25, start=1)}
     candidates = [Candidate(r[0]["_id"], r[3], bm25_rank[id(r[0])], title=(r[0].get("_source") or {}).get("title", ""))
                   for r in by_bm25]
-    for rank, (hit, score, reranked, bm25, _, _) in enumerate(rows, start=1):
-        ranked.append(Ranked(hit["_id"], score, rank, bm25, bm25_rank[id(hit)], reranked))
+    ranked = [Ranked(hit["_id"], score, rank, bm25, bm25_rank[id(hit)], reranked)
+              for rank, (hit, score, reranked, bm25, _, _) in enumerate(rows, start=1)]
     total = answer["hits"]["total"]
     return Rescored(ranked, candidates, int(total["value"]), total.get("relation") == "gte", version, fallbacks,
                     tuple(unscored))

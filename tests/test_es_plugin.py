@@ -263,6 +263,39 @@ def test_explain_says_which_part_came_from_the_model(node_url) -> None:
     assert last["description"].startswith("shopsearch: not reranked (past the window of 2)")
 
 
+def test_the_outcome_ext_gives_each_hit_its_part_as_data(node_url, model) -> None:
+    # three shards: the outcome is kept by the query phase and read by a separate fetch phase
+    index = make_index(node_url, "plugin-outcome", shards=3)
+    window = 2
+    status, result = http("POST", f"{node_url}/{index}/_search", {**search_body(window), "ext": {"shopsearch_outcome": {}}})
+    assert status == 200 and result["_shards"]["failed"] == 0, result
+    hits = result["hits"]["hits"]
+    scores, placed, _ = expected_scores(node_url, index, 3, window)
+    bm25_by_id = {c.product_id: c for shard in range(3) for c in bm25(node_url, index, shard)}
+    for h in hits:
+        outcome = h["fields"]["_shopsearch"]
+        assert len(outcome) == 1, outcome
+        o = outcome[0]
+        assert o["reranked"] == (h["_id"] in placed), (h["_id"], o)
+        assert o["bm25_score"] == pytest.approx(bm25_by_id[h["_id"]].bm25, abs=1e-4)
+        assert o["bm25_rank"] == bm25_by_id[h["_id"]].bm25_rank and o["window"] == window
+        assert o["model_version"] == model.version
+        if o["reranked"]:
+            assert reranked_score(o["model_score"]) == pytest.approx(h["_score"], abs=1e-5)
+            assert o["model_rank"] in (1, 2) and o["reason"] is None
+        else:
+            assert o["model_score"] is None and o["reason"] == "past_window", o
+    assert "_explanation" not in hits[0]  # explain stays off unless asked
+    status, plain = http("POST", f"{node_url}/{index}/_search", search_body(window))
+    assert "fields" not in plain["hits"]["hits"][0]  # opt-in only
+
+
+def test_the_outcome_ext_is_validated(node_url) -> None:
+    status, body = http("POST", f"{node_url}/_search", {**search_body(2), "ext": {"shopsearch_outcome": True}})
+    assert status == 400
+    assert body["error"]["reason"] == '[shopsearch_outcome] takes an empty object: {"shopsearch_outcome": {}}'
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 def bm25_ids(url: str, index: str) -> list[str]:
@@ -271,9 +304,10 @@ def bm25_ids(url: str, index: str) -> list[str]:
 
 def assert_fallback(url: str, index: str, reason: str) -> None:
     before = stats(url)["fallback"].get(reason, 0)
-    status, result = http("POST", f"{url}/{index}/_search", search_body(5))
+    status, result = http("POST", f"{url}/{index}/_search", {**search_body(5), "ext": {"shopsearch_outcome": {}}})
     assert status == 200 and result["_shards"]["failed"] == 0, result
     assert [h["_id"] for h in result["hits"]["hits"]] == bm25_ids(url, index)
+    assert {h["fields"]["_shopsearch"][0]["reason"] for h in result["hits"]["hits"]} == {reason}
     assert stats(url)["fallback"].get(reason, 0) == before + 1, stats(url)
 
 
@@ -489,6 +523,23 @@ def test_the_zip_is_reused_while_its_inputs_are_unchanged() -> None:
         descriptor = archive.read("plugin-descriptor.properties").decode()
     assert {"plugin-descriptor.properties", "entitlement-policy.yaml", "shopsearch-rerank-0.1.0.jar"} <= names
     assert "elasticsearch.version=8.19.21\n" in descriptor
+
+
+def test_the_java_unit_tests_ran_and_passed_in_the_build() -> None:
+    # Surefire runs es_plugin/src/test/java inside `mvn package`, so CI's build of the zip runs them
+    # (a failing one fails the build); its reports are what that build left
+    import xml.etree.ElementTree as ET
+    from es_config import plugin
+
+    plugin.build(PLUGIN_PROJECT)
+    reports = sorted((PLUGIN_PROJECT / "target" / "surefire-reports").glob("TEST-*.xml"))
+    suites = {r.name: ET.parse(r).getroot().attrib for r in reports}
+    summary = {name.removeprefix("TEST-org.shopsearch.es.").removesuffix(".xml"): f"{a['tests']} tests, {a['time']} s"
+               for name, a in suites.items()}
+    print("Java unit tests:", summary)
+    assert {"ShopsearchRescorerBuilderTests", "ScoreMapTests", "SettingsAndFallbackTests", "OutcomeTests"} <= set(summary)
+    assert sum(int(a["tests"]) for a in suites.values()) >= 20
+    assert all(int(a["failures"]) == 0 and int(a["errors"]) == 0 for a in suites.values()), suites
 
 
 def test_a_broken_build_is_one_line(tmp_path) -> None:

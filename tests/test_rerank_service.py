@@ -720,3 +720,36 @@ def test_a_reload_frees_the_frozen_model_it_replaces(artifacts) -> None:
         with RerankClient(srv.target, timeout_s=10) as c:
             c.rerank("cordless drill", bm25_list())
         assert old() is None  # freed by reference counting, frozen or not: no model piles up per reload
+
+
+SERVE_ONE_CALL_AND_EXIT = """
+import sys
+import sentence_transformers  # the indexer's bi-encoder, in the tests' and benches' processes: it loads triton
+from pathlib import Path
+from common.settings import RerankSettings
+from reranker.client import Candidate, RerankClient
+from reranker.server.app import RerankServer
+from reranker.server.models import load_berm_o
+with RerankServer(RerankSettings(port=0, metrics_port=None, reload_poll_s=0), loader=load_berm_o,
+                  artifact=Path(sys.argv[1])) as server:
+    server.wait_ready(120)
+    with RerankClient(server.target) as client:
+        client.rerank("cordless drill", [Candidate("p1", 9.8, 1), Candidate("p2", 6.1, 2)])
+print("triton" in sys.modules)
+"""
+
+
+def test_a_process_that_served_a_model_exits_without_leak_reports(artifacts) -> None:
+    # The served model is frozen out of the collector (above); a process that exited with it frozen
+    # ended in a wall of "nanobind: leaked ..." from triton (pulled in through transformers), as
+    # every test run and bench did. The same imports as the tests and benches, one call, a clean exit.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", SERVE_ONE_CALL_AND_EXIT, str(artifacts["a"])],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True"]  # triton was loaded, so the check below can fail
+    assert "nanobind: leaked" not in done.stderr, done.stderr[-2000:]

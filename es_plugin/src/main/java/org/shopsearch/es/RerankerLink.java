@@ -40,8 +40,6 @@ public final class RerankerLink implements Closeable {
     private static final long LOG_EVERY_NANOS = TimeUnit.SECONDS.toNanos(10);
     static final String RERANKER_SERVICE = RerankerGrpc.SERVICE_NAME;
 
-    private static volatile RerankerLink instance;
-
     private volatile String target;
     private volatile int retryAttempts;
     private volatile TimeValue deadline;
@@ -88,7 +86,6 @@ public final class RerankerLink implements Closeable {
         // Calls fail fast while the channel is down (no search thread waits for a dead service);
         // this keeps it trying to reconnect every second, so a restarted service is used at once.
         watcher.scheduleWithFixedDelay(this::watch, 1, 1, TimeUnit.SECONDS);
-        instance = this;
     }
 
     private void watch() {
@@ -108,11 +105,6 @@ public final class RerankerLink implements Closeable {
         } catch (RuntimeException e) {
             log.debug("shopsearch channel watch", e);
         }
-    }
-
-    /** The node's link; null before the plugin's components exist (then nothing can rerank). */
-    static RerankerLink get() {
-        return instance;
     }
 
     String target() { return target; }
@@ -258,6 +250,5 @@ public final class RerankerLink implements Closeable {
         if (channel != null) {
             channel.shutdownNow();
         }
-        if (instance == this) instance = null;
     }
 }

@@ -15,9 +15,11 @@ import static org.elasticsearch.rest.RestRequest.Method.GET;
 /** {@code GET _shopsearch/stats}: this node's reranker counters, since the node started. */
 public final class RestStatsAction extends BaseRestHandler {
     private final Supplier<String> nodeName;
+    private final Supplier<RerankerLink> links;
 
-    RestStatsAction(Supplier<String> nodeName) {
+    RestStatsAction(Supplier<String> nodeName, Supplier<RerankerLink> links) {
         this.nodeName = nodeName;
+        this.links = links;
     }
 
     @Override
@@ -33,7 +35,7 @@ public final class RestStatsAction extends BaseRestHandler {
     @Override
     protected RestChannelConsumer prepareRequest(RestRequest request, NodeClient client) {
         return channel -> {
-            RerankerLink link = RerankerLink.get();
+            RerankerLink link = links.get();
             XContentBuilder b = channel.newBuilder();
             b.startObject();
             b.field("node", nodeName.get());

@@ -30,10 +30,10 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Supplier;
 
 /**
  * Reranks one shard's BM25 window through the reranker service.
@@ -43,48 +43,78 @@ import java.util.Set;
  * model could not score, or all of them when the call failed) gets t(bm25) < 0 (monotone in its
  * BM25 score). So on every shard and after the merge, reranked hits come first in the model's
  * order, then the rest in BM25 order. Explain reports the model's own score.
+ *
+ * One per plugin: it holds the plugin's link supplier and the per-hit outcomes of recent searches
+ * (read by explain and by the `shopsearch_outcome` fetch sub-phase, later phases of the same search).
  */
 public final class ShopsearchRescorer implements Rescorer {
-    public static final ShopsearchRescorer INSTANCE = new ShopsearchRescorer();
     private static final String ID_FIELD = "_id";
     private static final String SOURCE_FIELD = "_source";
 
-    /** Per-hit outcome, kept briefly so explain (a later fetch phase on this node) can report it. */
-    record Outcome(boolean reranked, float modelScore, float bm25, int bm25Rank, int rank, int window, String model,
-                   String reason) {}
+    private final Supplier<RerankerLink> links;
+    private final Outcomes outcomes;
 
-    record Key(Object reader, String query, int doc) {}
+    ShopsearchRescorer(Supplier<RerankerLink> links) {
+        this(links, new Outcomes(Outcomes.KEPT));
+    }
 
-    private static final int OUTCOMES_KEPT = 20_000;
-    private static final Map<Key, Outcome> outcomes = new LinkedHashMap<>(1024, 0.75f, false) {
-        @Override
-        protected boolean removeEldestEntry(Map.Entry<Key, Outcome> eldest) {
-            return size() > OUTCOMES_KEPT;
-        }
-    };
+    ShopsearchRescorer(Supplier<RerankerLink> links, Outcomes outcomes) {
+        this.links = links;
+        this.outcomes = outcomes;
+    }
+
+    RerankerLink link() {
+        return links.get();
+    }
+
+    Outcomes outcomes() {
+        return outcomes;
+    }
 
     static final class Context extends RescoreContext {
         final String queryText;
         final boolean sendText;
         final String modelVersion;
 
-        Context(int windowSize, String queryText, boolean sendText, String modelVersion) {
-            super(windowSize, INSTANCE);
+        Context(int windowSize, ShopsearchRescorer rescorer, String queryText, boolean sendText, String modelVersion) {
+            super(windowSize, rescorer);
             this.queryText = queryText;
             this.sendText = sendText;
             this.modelVersion = modelVersion;
         }
     }
 
+    /** A hit the model scored: (0, inf), increasing in the model score s. */
     static float reranked(float s) {
         return s >= 0 ? 1f + s : 1f / (1f - s);
     }
 
+    /** Any other hit: (-2, 0), increasing in its BM25 score, so always below every reranked hit. */
     static float notReranked(float bm25) {
         return bm25 >= 0 ? -1f / (1f + bm25) : -2f + 1f / (1f - bm25);
     }
 
-    private static Object readerKey(IndexSearcher searcher) {
+    /** The fallback reason (stats, outcome, log) for a failed call's gRPC status. */
+    static String fallbackReason(Status.Code code) {
+        return switch (code) {
+            case UNAVAILABLE -> "unavailable";
+            case DEADLINE_EXCEEDED -> "deadline_exceeded";
+            case RESOURCE_EXHAUSTED -> "overloaded";
+            case INVALID_ARGUMENT, FAILED_PRECONDITION -> "refused";
+            default -> "error";
+        };
+    }
+
+    /** The HTTP status of the shard failure a failed call becomes under fail_on_error. */
+    static RestStatus failureStatus(Status.Code code) {
+        return switch (code) {
+            case INVALID_ARGUMENT, FAILED_PRECONDITION -> RestStatus.BAD_REQUEST;
+            case DEADLINE_EXCEEDED -> RestStatus.GATEWAY_TIMEOUT;
+            default -> RestStatus.BAD_GATEWAY;
+        };
+    }
+
+    static Object readerKey(IndexSearcher searcher) {
         IndexReader reader = searcher.getIndexReader();
         IndexReader.CacheHelper helper = reader.getReaderCacheHelper();
         return helper != null ? helper.getKey() : reader;
@@ -96,7 +126,7 @@ public final class ShopsearchRescorer implements Rescorer {
         Context ctx = (Context) rescoreContext;
         ScoreDoc[] docs = topDocs.scoreDocs;
         int window = Math.min(ctx.getWindowSize(), docs.length);
-        RerankerLink link = RerankerLink.get();
+        RerankerLink link = links.get();
         Object reader = readerKey(searcher);
         if (link == null) {
             return fallback(topDocs, ctx, reader, window, null, "not_ready", "the plugin has not started");
@@ -113,28 +143,21 @@ public final class ShopsearchRescorer implements Rescorer {
             response = link.rerank(request);
         } catch (StatusRuntimeException e) {
             Status.Code code = e.getStatus().getCode();
-            String reason = switch (code) {
-                case UNAVAILABLE -> "unavailable";
-                case DEADLINE_EXCEEDED -> "deadline_exceeded";
-                case RESOURCE_EXHAUSTED -> "overloaded";
-                case INVALID_ARGUMENT, FAILED_PRECONDITION -> "refused";
-                default -> "error";
-            };
             String detail = "reranker at " + link.target() + ": " + code + ": " + String.valueOf(e.getStatus().getDescription());
             if (link.failOnError()) {
                 link.failed.increment();
-                RestStatus status = switch (code) {
-                    case INVALID_ARGUMENT, FAILED_PRECONDITION -> RestStatus.BAD_REQUEST;
-                    case DEADLINE_EXCEEDED -> RestStatus.GATEWAY_TIMEOUT;
-                    default -> RestStatus.BAD_GATEWAY;
-                };
-                throw new ElasticsearchStatusException("[shopsearch] " + detail.replace('\n', ' '), status);
+                throw new ElasticsearchStatusException("[shopsearch] " + detail.replace('\n', ' '), failureStatus(code));
             }
-            return fallback(topDocs, ctx, reader, window, link, reason, detail);
+            return fallback(topDocs, ctx, reader, window, link, fallbackReason(code), detail);
         } catch (RuntimeException e) {
             return fallback(topDocs, ctx, reader, window, link, "plugin_error", e.toString());
         }
-        return apply(topDocs, window, response, ctx, reader, link);
+        Reordered result = reorder(docs, window, response);
+        if (response.getStatus() == shopsearch.reranker.v1.RerankerOuterClass.Status.PARTIAL) link.partial.increment();
+        link.reranked.increment();
+        ctx.setRescoredDocs(result.rescored());
+        outcomes.put(reader, ctx.queryText, result.outcomes());
+        return new TopDocs(topDocs.totalHits, result.docs());
     }
 
     /** Reads `_id` (and `_source` when asked) of one document, and stops once it has them. */
@@ -203,13 +226,19 @@ public final class ShopsearchRescorer implements Rescorer {
         return request.build();
     }
 
-    private TopDocs apply(TopDocs topDocs, int window, RerankResponse response, Context ctx, Object reader,
-                                 RerankerLink link) {
-        ScoreDoc[] docs = topDocs.scoreDocs;
+    /** The shard's new order and each hit's outcome (keyed by Lucene doc id). */
+    record Reordered(ScoreDoc[] docs, Set<Integer> rescored, Map<Integer, Outcome> outcomes) {}
+
+    /**
+     * The service's answer applied to the window: the hits it reranked first, in its order, scored
+     * r(model score); every other hit after them in BM25 order, scored t(BM25).
+     */
+    static Reordered reorder(ScoreDoc[] docs, int window, RerankResponse response) {
         ScoreDoc[] out = new ScoreDoc[docs.length];
         boolean[] placed = new boolean[window];
         Set<Integer> rescored = new HashSet<>();
-        Map<Key, Outcome> seen = new HashMap<>();
+        Map<Integer, Outcome> seen = new HashMap<>();
+        String model = response.getModelVersion();
         int n = 0;
         for (Item item : response.getItemsList()) {
             int pos = (int) item.getBm25Rank() - 1;  // the service echoes the rank we sent: our window position
@@ -218,60 +247,49 @@ public final class ShopsearchRescorer implements Rescorer {
             ScoreDoc d = docs[pos];
             out[n++] = new ScoreDoc(d.doc, reranked(item.getScore()), d.shardIndex);
             rescored.add(d.doc);
-            seen.put(new Key(reader, ctx.queryText, d.doc),
-                new Outcome(true, item.getScore(), d.score, pos + 1, n, window, response.getModelVersion(), null));
+            seen.put(d.doc, Outcome.reranked(item.getScore(), d.score, pos + 1, n, window, model));
         }
         List<ScoreDoc> rest = new ArrayList<>();
         for (int i = 0; i < docs.length; i++) {
             if (i < window && placed[i]) continue;
             ScoreDoc d = docs[i];
             rest.add(d);
-            String why = i < window ? "the model could not score it (" + response.getStatusReason() + ")" : "past the window of " + window;
-            seen.put(new Key(reader, ctx.queryText, d.doc), new Outcome(false, 0f, d.score, i + 1, 0, window,
-                response.getModelVersion(), why));
+            seen.put(d.doc, i < window ? Outcome.notReranked(d.score, i + 1, window, model, Outcome.UNSCORED, response.getStatusReason())
+                : Outcome.notReranked(d.score, i + 1, window, model, Outcome.PAST_WINDOW, ""));
         }
         rest.sort((a, b) -> a.score != b.score ? Float.compare(b.score, a.score) : Integer.compare(a.doc, b.doc));
         for (ScoreDoc d : rest) {
             out[n++] = new ScoreDoc(d.doc, notReranked(d.score), d.shardIndex);
         }
-        if (response.getStatus() == shopsearch.reranker.v1.RerankerOuterClass.Status.PARTIAL) link.partial.increment();
-        link.reranked.increment();
-        ctx.setRescoredDocs(rescored);
-        remember(seen);
-        return new TopDocs(topDocs.totalHits, out);
+        return new Reordered(out, rescored, seen);
+    }
+
+    /** BM25 order for every hit, after a failed call; `reason` is the fallback reason. */
+    static Reordered bm25Order(ScoreDoc[] docs, int window, String reason) {
+        ScoreDoc[] out = new ScoreDoc[docs.length];
+        Map<Integer, Outcome> seen = new HashMap<>();
+        for (int i = 0; i < docs.length; i++) {
+            out[i] = new ScoreDoc(docs[i].doc, notReranked(docs[i].score), docs[i].shardIndex);
+            seen.put(docs[i].doc, Outcome.notReranked(docs[i].score, i + 1, window, "", reason, ""));
+        }
+        Arrays.sort(out, (a, b) -> a.score != b.score ? Float.compare(b.score, a.score) : Integer.compare(a.doc, b.doc));
+        return new Reordered(out, Set.of(), seen);
     }
 
     private TopDocs fallback(TopDocs topDocs, Context ctx, Object reader, int window, RerankerLink link, String reason,
                              String detail) {
         if (link != null) link.fallback(reason, detail);
-        ScoreDoc[] docs = topDocs.scoreDocs;
-        ScoreDoc[] out = new ScoreDoc[docs.length];
-        Map<Key, Outcome> seen = new HashMap<>();
-        for (int i = 0; i < docs.length; i++) {
-            out[i] = new ScoreDoc(docs[i].doc, notReranked(docs[i].score), docs[i].shardIndex);
-            seen.put(new Key(reader, ctx.queryText, docs[i].doc),
-                new Outcome(false, 0f, docs[i].score, i + 1, 0, window, "", "the reranker call failed (" + reason + ")"));
-        }
-        Arrays.sort(out, (a, b) -> a.score != b.score ? Float.compare(b.score, a.score) : Integer.compare(a.doc, b.doc));
-        ctx.setRescoredDocs(Set.of());
-        remember(seen);
-        return new TopDocs(topDocs.totalHits, out);
-    }
-
-    private static void remember(Map<Key, Outcome> seen) {
-        synchronized (outcomes) {
-            outcomes.putAll(seen);
-        }
+        Reordered result = bm25Order(topDocs.scoreDocs, window, reason);
+        ctx.setRescoredDocs(result.rescored());
+        outcomes.put(reader, ctx.queryText, result.outcomes());
+        return new TopDocs(topDocs.totalHits, result.docs());
     }
 
     @Override
     public Explanation explain(int topLevelDocId, IndexSearcher searcher, RescoreContext rescoreContext,
                                Explanation sourceExplanation) throws IOException {
         Context ctx = (Context) rescoreContext;
-        Outcome o;
-        synchronized (outcomes) {
-            o = outcomes.get(new Key(readerKey(searcher), ctx.queryText, topLevelDocId));
-        }
+        Outcome o = outcomes.get(readerKey(searcher), ctx.queryText, topLevelDocId);
         Explanation first = sourceExplanation == null ? Explanation.noMatch("no first-pass explanation") : sourceExplanation;
         float bm25 = sourceExplanation == null ? 0f : sourceExplanation.getValue().floatValue();
         if (o == null) {
@@ -286,7 +304,7 @@ public final class ShopsearchRescorer implements Rescorer {
                 Explanation.match(o.bm25(), "BM25 score sent to the model, BM25 rank " + o.bm25Rank() + " on this shard", first));
         }
         return Explanation.match(notReranked(o.bm25()),
-            "shopsearch: not reranked (" + o.reason() + "); final score = t(BM25) keeps BM25 order below the reranked hits",
+            "shopsearch: not reranked (" + o.describe() + "); final score = t(BM25) keeps BM25 order below the reranked hits",
             Explanation.match(o.bm25(), "BM25 score, rank " + o.bm25Rank() + " on this shard", first));
     }
 }

@@ -36,15 +36,18 @@ public final class ShopsearchRescorerBuilder extends RescorerBuilder<ShopsearchR
     private final String queryText;
     private final boolean sendText;
     private final String modelVersion;  // null: whatever the service runs
+    private final ShopsearchRescorer rescorer;  // the plugin's, with its link to the service (not on the wire)
 
-    public ShopsearchRescorerBuilder(String queryText, boolean sendText, String modelVersion) {
+    ShopsearchRescorerBuilder(String queryText, boolean sendText, String modelVersion, ShopsearchRescorer rescorer) {
         this.queryText = queryText;
         this.sendText = sendText;
         this.modelVersion = modelVersion;
+        this.rescorer = rescorer;
     }
 
-    public ShopsearchRescorerBuilder(StreamInput in) throws IOException {
+    ShopsearchRescorerBuilder(StreamInput in, ShopsearchRescorer rescorer) throws IOException {
         super(in);
+        this.rescorer = rescorer;
         this.queryText = in.readString();
         this.sendText = in.readBoolean();
         this.modelVersion = in.readOptionalString();
@@ -57,7 +60,7 @@ public final class ShopsearchRescorerBuilder extends RescorerBuilder<ShopsearchR
         out.writeOptionalString(modelVersion);
     }
 
-    public static ShopsearchRescorerBuilder fromXContent(XContentParser parser) throws IOException {
+    static ShopsearchRescorerBuilder fromXContent(XContentParser parser, ShopsearchRescorer rescorer) throws IOException {
         XContentParser.Token token = parser.currentToken();
         if (token == XContentParser.Token.FIELD_NAME) token = parser.nextToken();
         if (token != XContentParser.Token.START_OBJECT) {
@@ -102,7 +105,7 @@ public final class ShopsearchRescorerBuilder extends RescorerBuilder<ShopsearchR
         if (queryText.isBlank()) {
             throw new ParsingException(parser.getTokenLocation(), "[" + NAME + "] [query_text] must not be empty");
         }
-        return new ShopsearchRescorerBuilder(queryText.strip(), sendText, modelVersion);
+        return new ShopsearchRescorerBuilder(queryText.strip(), sendText, modelVersion, rescorer);
     }
 
     private static void expect(XContentParser parser, XContentParser.Token got, XContentParser.Token wanted, String field,
@@ -124,7 +127,7 @@ public final class ShopsearchRescorerBuilder extends RescorerBuilder<ShopsearchR
     @Override
     public ActionRequestValidationException validate(SearchSourceBuilder source, ActionRequestValidationException e) {
         e = super.validate(source, e);
-        RerankerLink link = RerankerLink.get();
+        RerankerLink link = rescorer.link();
         int window = windowSize == null ? DEFAULT_WINDOW_SIZE : windowSize;
         if (link != null && window > link.maxWindow()) {
             e = addValidationError("[" + NAME + "] window_size [" + window + "] is over the limit of [" + link.maxWindow()
@@ -144,12 +147,12 @@ public final class ShopsearchRescorerBuilder extends RescorerBuilder<ShopsearchR
 
     @Override
     protected RescoreContext innerBuildContext(int windowSize, SearchExecutionContext context) throws IOException {
-        RerankerLink link = RerankerLink.get();
+        RerankerLink link = rescorer.link();
         if (link != null && windowSize > link.maxWindow()) {  // the coordinating node checks too; settings may differ
             throw new IllegalArgumentException("[" + NAME + "] window_size [" + windowSize + "] is over the limit of ["
                 + link.maxWindow() + "] (node setting " + RerankSettings.MAX_WINDOW.getKey() + ")");
         }
-        return new ShopsearchRescorer.Context(windowSize, queryText, sendText, modelVersion);
+        return new ShopsearchRescorer.Context(windowSize, rescorer, queryText, sendText, modelVersion);
     }
 
     @Override
@@ -168,6 +171,8 @@ public final class ShopsearchRescorerBuilder extends RescorerBuilder<ShopsearchR
     }
 
     String queryText() { return queryText; }
+    boolean sendText() { return sendText; }
+    String modelVersion() { return modelVersion; }
 
     @Override
     public boolean equals(Object o) {

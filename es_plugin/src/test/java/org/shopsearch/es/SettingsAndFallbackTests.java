@@ -1,0 +1,87 @@
+package org.shopsearch.es;
+
+import io.grpc.Status;
+
+import org.elasticsearch.common.settings.Settings;
+import org.elasticsearch.rest.RestStatus;
+import org.junit.Test;
+
+import java.util.Map;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
+
+/** The node settings' validation and the names a failed call is counted and reported under. */
+public class SettingsAndFallbackTests {
+    private static Settings with(String key, String value) {
+        return Settings.builder().put(key, value).build();
+    }
+
+    private static String refusal(org.elasticsearch.common.settings.Setting<?> setting, String value) {
+        return assertThrows(IllegalArgumentException.class, () -> setting.get(with(setting.getKey(), value))).getMessage();
+    }
+
+    @Test
+    public void theDefaultsAreTheDocumentedOnes() {
+        assertEquals("127.0.0.1:50051", RerankSettings.TARGET.get(Settings.EMPTY));
+        assertEquals(300, RerankSettings.DEADLINE.get(Settings.EMPTY).millis());
+        assertEquals(500, (int) RerankSettings.MAX_WINDOW.get(Settings.EMPTY));
+        assertEquals(3, (int) RerankSettings.RETRY_ATTEMPTS.get(Settings.EMPTY));
+    }
+
+    @Test
+    public void everyTargetFormTheDocsNameIsAccepted() {
+        for (String target : new String[] {"127.0.0.1:50051", "a:1,b:2", "ipv4:127.0.0.1:1,127.0.0.1:2", "ipv6:[::1]:50051",
+            "dns:///reranker:50051", "localhost:65535"}) {
+            assertEquals(target, RerankSettings.TARGET.get(with(RerankSettings.TARGET.getKey(), target)));
+        }
+    }
+
+    @Test
+    public void aBadTargetIsOneLineNamingWhatWasGiven() {
+        assertTrue(refusal(RerankSettings.TARGET, "nowhere").contains(
+            "shopsearch.rerank.target must be host:port, host:port,host:port... or dns:///name:port, got [nowhere]"));
+        assertTrue(refusal(RerankSettings.TARGET, "h:70000").contains("with ports 1-65535, got [h:70000]"));
+        assertTrue(refusal(RerankSettings.TARGET, "a:1,").contains("got [a:1,]"));
+        assertTrue(refusal(RerankSettings.TARGET, "dns:///name").contains("got [dns:///name]"));
+    }
+
+    @Test
+    public void numbersOutsideTheirBoundsAreRefused() {
+        assertRefused(RerankSettings.MAX_WINDOW, "1001", "must be <= 1000");
+        assertRefused(RerankSettings.MAX_WINDOW, "0", "must be >= 1");
+        assertRefused(RerankSettings.RETRY_ATTEMPTS, "6", "must be <= 5");
+        assertRefused(RerankSettings.DEADLINE, "0ms", "must be >= [1ms]");
+        assertRefused(RerankSettings.FAIL_ON_ERROR, "maybe", "only [true] or [false]");
+    }
+
+    private static void assertRefused(org.elasticsearch.common.settings.Setting<?> setting, String value, String words) {
+        String message = refusal(setting, value);
+        assertTrue(message, message.contains(words));
+    }
+
+    @Test
+    public void everyFailedCallHasAFallbackReasonAndAStatus() {
+        Map<Status.Code, String> reasons = Map.of(
+            Status.Code.UNAVAILABLE, "unavailable", Status.Code.DEADLINE_EXCEEDED, "deadline_exceeded",
+            Status.Code.RESOURCE_EXHAUSTED, "overloaded", Status.Code.INVALID_ARGUMENT, "refused",
+            Status.Code.FAILED_PRECONDITION, "refused", Status.Code.INTERNAL, "error", Status.Code.UNKNOWN, "error");
+        reasons.forEach((code, reason) -> assertEquals(code.name(), reason, ShopsearchRescorer.fallbackReason(code)));
+        assertEquals(RestStatus.BAD_REQUEST, ShopsearchRescorer.failureStatus(Status.Code.INVALID_ARGUMENT));
+        assertEquals(RestStatus.GATEWAY_TIMEOUT, ShopsearchRescorer.failureStatus(Status.Code.DEADLINE_EXCEEDED));
+        assertEquals(RestStatus.BAD_GATEWAY, ShopsearchRescorer.failureStatus(Status.Code.UNAVAILABLE));
+    }
+
+    @Test
+    public void outcomesAreKeptPerReaderQueryAndDocAndBounded() {
+        Outcomes outcomes = new Outcomes(3);
+        Object reader = new Object();
+        outcomes.put(reader, "drill", Map.of(1, Outcome.notReranked(2f, 1, 10, "", "unavailable", "")));
+        assertEquals("unavailable", outcomes.get(reader, "drill", 1).reason());
+        assertEquals(null, outcomes.get(reader, "hammer", 1));
+        assertEquals(null, outcomes.get(new Object(), "drill", 1));
+        for (int doc = 2; doc < 10; doc++) outcomes.put(reader, "drill", Map.of(doc, Outcome.reranked(1f, 1f, 1, 1, 10, "v")));
+        assertEquals(3, outcomes.size());
+    }
+}
