@@ -565,7 +565,7 @@ class SearchService:
 
 
 def plugin_status(rescored: retrieval.Rescored) -> tuple[Status, str]:
-    """(status, notice) of a plugin search, from what its hits' explanations say."""
+    """(status, notice) of a plugin search, from its hits' structured outcomes (retrieval.rescore)."""
     placed = sum(r.reranked for r in rescored.ranked)
     failed = ", ".join(sorted(rescored.fallbacks))
     if not placed:
