@@ -79,6 +79,6 @@ def test_pipeline_with_an_unknown_stage_fails_before_indexing(shop_folder: Path)
     )
     assert_one_line_error(
         done,
-        "unknown stage 'typo'; stages: bm25, teacher, teacher_mix, labels, graph, faiss, berm, berm_no_k_order, "
+        "unknown stage 'typo'; stages: bm25, teacher, teacher_mix, labels, query_encoder, graph, faiss, berm, berm_no_k_order, "
         "berm_o, dev_check, evaluate",
     )
