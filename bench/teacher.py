@@ -94,11 +94,14 @@ def bench_teacher(teacher_dir: Path | None, workload: Workload, progress=lambda 
     import torch
 
     from reranker.models.teacher import Teacher
-    from reranker.models.teacher_onnx import OnnxTeacher, offline_threads
+    from reranker.models.teacher_onnx import OnnxTeacher, TeacherOnnxError, offline_threads
     from reranker.training.export import export_teacher
     from reranker.training.pipeline import Profile
 
     load_before = [round(x, 2) for x in os.getloadavg()]
+    if teacher_dir is not None and not (Path(teacher_dir) / "teacher_config.json").is_file():
+        raise TeacherOnnxError(f"--teacher {teacher_dir}: no trained teacher there (expected teacher_config.json, "
+                               f"e.g. artifacts/pipeline/home-depot-quick/teacher)")
     if teacher_dir is not None:
         teacher, source = Teacher.load(teacher_dir), str(teacher_dir)
     else:
