@@ -150,7 +150,6 @@ def teacher(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
     queries: Annotated[int, typer.Option(min=1, help="Queries of the workload.")] = 20,
     candidates: Annotated[int, typer.Option(min=2, help="Products per query (pairs = queries x candidates).")] = 100,
-    rounds: Annotated[int, typer.Option(min=1, help="Timed rounds per backend, interleaved; the best counts.")] = 2,
     synthetic: Annotated[bool, typer.Option(help="Use a made-up catalog even when the Home Depot data is there.")] = False,
 ) -> None:
     """Teacher pairs a second through torch, ONNX fp32 and ONNX int8 on the same pairs in one run, and
@@ -165,7 +164,7 @@ def teacher(
             workload = home_depot_workload(settings.home_depot_path, products, queries, candidates)
     else:
         workload = synthetic_workload(products, queries, candidates)
-    result = bench_teacher(teacher_dir, workload, rounds, progress=lambda m: console.log(m))
+    result = bench_teacher(teacher_dir, workload, progress=lambda m: console.log(m))
     print_teacher(result, console)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

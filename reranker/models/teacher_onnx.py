@@ -32,7 +32,8 @@ CHOICE_FILE = "onnx.json"
 
 
 class TeacherOnnxError(ShopsearchError, FileNotFoundError):
-    """A teacher folder without its ONNX graphs or the guard's choice between them."""
+    """A teacher folder without what ONNX scoring needs: the trained teacher, its graphs, or the
+    guard's choice between them."""
 
 
 def offline_threads() -> OnnxThreads:
