@@ -19,6 +19,14 @@ app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pret
 console = Console()
 
 
+def write_json(path: Path | None, figures: object) -> None:
+    """Every bench's `--json`: the figures as JSON at `path` (folders made), and a line saying so."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2))
+        console.print(f"wrote {path}")
+
+
 @app.callback()
 def main() -> None:
     """Benchmarks; each prints a table and can write JSON."""
@@ -50,10 +58,7 @@ def indexing(
     table.add_row("shopsearch index --rebuild (hunspell, alias, count check)", f"{result.project_s:.2f}", f"{result.project_products_per_s:,.0f}")
     console.print(table)
     console.print(f"project / baseline throughput ratio: {result.project_vs_baseline:.2f}")
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(result), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(result))
 
 
 def _workload_and_artifact(artifact: Optional[Path], synthetic: bool, products: int, queries: int, candidates: int):
@@ -112,10 +117,7 @@ def rerank(
     for name, target in result.targets.items():
         shown = f"{target['value_ms']:.2f} ms" if "value_ms" in target else f"{target['value']:,.0f}x"
         console.print(f"target {name}: {shown} -> {'met' if target['met'] else 'NOT met'}")
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(result), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(result))
 
 
 @app.command()
@@ -137,10 +139,7 @@ def scale(
     workload, artifact = _workload_and_artifact(artifact, synthetic, products, queries, candidates)
     result = bench_scale(workload, artifact, requests, ghz_seconds, progress=lambda m: console.log(m))
     print_scale(result, console)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(result), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(result))
 
 
 @app.command()
@@ -166,10 +165,7 @@ def teacher(
         workload = synthetic_workload(products, queries, candidates)
     result = bench_teacher(teacher_dir, workload, progress=lambda m: console.log(m))
     print_teacher(result, console)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(result), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(result))
 
 
 # -- the demo stack under load (issue 6) -------------------------------------------------------------
@@ -243,10 +239,7 @@ def load(
                         grpc_deadline_ms=settings.rerank.client_timeout_ms, slack_ms=slack_ms)
     report = LoadRun(config, schedule, progress=console.log).run()
     print_report(report, console)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(report), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(report))
     if not report.passed:
         raise typer.Exit(1)
 
@@ -274,10 +267,7 @@ def e2e(
     texts = _test_queries(settings, fmt, path, queries, seed)
     report = bench_e2e(settings.web_url, texts, rate=rate, seconds=seconds, send_text=send_text, progress=console.log)
     print_report(report, console)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(report), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(report))
 
 
 @app.command()
@@ -299,10 +289,7 @@ def plugin(
     report = bench_plugin(settings.resolved_es_url, rerank_port=rerank_port, rate=rate, seconds=seconds,
                           window=window, progress=console.log)
     print_report(report, console)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(report), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(report))
 
 
 @app.command("word-vectors")
@@ -358,10 +345,7 @@ def events(
     console.print(table)
     console.print(f"on / off: p50 {result.p50_ratio:.3f}, p99 {result.p99_ratio:.3f}; "
                   f"impressions written {result.written:,}, dropped {result.dropped:,}")
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(as_dict(result), indent=2))
-        console.print(f"wrote {json_path}")
+    write_json(json_path, as_dict(result))
 
 
 @app.command()
@@ -389,9 +373,7 @@ def interleaving(
     for r in rows:
         table.add_row(f"{r.sigma:g}", f"{r.ndcg_gap:.3f}", f"{r.median_sessions:,.0f}", f"{r.found}/{r.repeats} within {cap:,}")
     console.print(table)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    write_json(json_path, [asdict(r) for r in rows])
 
 
 app()
