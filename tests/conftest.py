@@ -107,3 +107,30 @@ def home_depot_path() -> Path:
     if not path.exists():
         pytest.skip(f"Home Depot data not found at {path} (set SHOPSEARCH_HOME_DEPOT_PATH)")
     return path
+
+
+@pytest.fixture
+def events_prefix(es: Elasticsearch) -> str:
+    """A fresh behaviour-events prefix (frontend/events.py) per test; its indices, read-only or not,
+    and its template are removed after."""
+    from frontend.events import new_id
+
+    name = f"test-events-{new_id().lower().replace('_', '').replace('-', '')[:10]}"
+    yield name
+    for index in es.indices.get(index=f"{name}-*", allow_no_indices=True):
+        es.indices.put_settings(index=index, settings={"index.blocks.read_only": None})
+        es.indices.delete(index=index)
+    es.options(ignore_status=404).indices.delete_index_template(name=name)
+
+
+@pytest.fixture(scope="module")
+def page_shop(es: Elasticsearch) -> str:
+    """The page tests' catalog (tests/shop_page.py) indexed once per module, under its own alias."""
+    from indexer.bulk_index import index_catalog
+    from tests.shop_page import page_catalog
+
+    alias = f"test-page-shop-{uuid.uuid4().hex[:8]}"
+    index_catalog(es, page_catalog(), alias, force=True)
+    yield alias
+    for index in es.indices.get(index=f"{alias}-*", allow_no_indices=True):
+        es.indices.delete(index=index)

@@ -70,17 +70,8 @@ def test_logs_table_sums_positions_and_names_unknown_queries() -> None:
     assert new == [{"query_id": log_query_id("new query"), "query": "new query"}]
 
 
-@pytest.fixture
-def prefix(es) -> str:
-    name = f"test-logs-{new_id().lower().replace('_', '').replace('-', '')[:10]}"
-    yield name
-    for index in es.indices.get(index=f"{name}-*", allow_no_indices=True):
-        es.indices.delete(index=index)
-    es.options(ignore_status=404).indices.delete_index_template(name=name)
-
-
-def test_logs_export_writes_the_generic_logs_table_once_per_event(es_url, prefix, tmp_path) -> None:
-    config = EventSettings(enabled=True, index_prefix=prefix, flush_ms=10.0)
+def test_logs_export_writes_the_generic_logs_table_once_per_event(es_url, events_prefix, tmp_path) -> None:
+    config = EventSettings(enabled=True, index_prefix=events_prefix, flush_ms=10.0)
     log = EventLog(make_es(es_url, 2000), config).start()
     shown = Impression(type="impression", event_id=new_id(), session_id="session-01", query="Cordless  Drill",
                        items=[Shown(product_id=p, position=i, arm="bm25") for i, p in enumerate(["p1", "p9", "p10"], 1)])
@@ -98,7 +89,7 @@ def test_logs_export_writes_the_generic_logs_table_once_per_event(es_url, prefix
     out = tmp_path / "export"
     answer = CliRunner().invoke(app, ["logs", "export", "-f", "generic", "--path", str(catalog), "--out", str(out),
                                       "--graph", str(out / "graph.json"), "--es-url", es_url],
-                                env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": prefix, "COLUMNS": "200"})
+                                env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": events_prefix, "COLUMNS": "200"})
     assert answer.exit_code == 0, answer.output
     assert f"4 query-product pairs to {out / 'logs.jsonl'}; 1 queries the catalog lacks" in answer.output
     rows = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]

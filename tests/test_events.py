@@ -21,7 +21,6 @@ from es_config.events import read_events
 from frontend.app import BackgroundServer, create_app
 from frontend.events import EventLog, new_id
 from frontend.search import Grades, SearchService, make_es
-from indexer.bulk_index import index_catalog
 from tests.conftest import free_port
 from tests.shop_page import page_catalog
 
@@ -53,26 +52,6 @@ class Browser:
         return next((c.value for c in self.cookies if c.name == "shopsearch_session"), None)
 
 
-@pytest.fixture(scope="module")
-def shop(es) -> str:
-    alias = "test-events-shop"
-    index_catalog(es, page_catalog(), alias, force=True)
-    yield alias
-    for index in es.indices.get(index=f"{alias}-*", allow_no_indices=True):
-        es.indices.delete(index=index)
-
-
-@pytest.fixture
-def prefix(es) -> str:
-    """A fresh events prefix per test, its indices and template removed after."""
-    name = f"test-events-{new_id().lower().replace('_', '').replace('-', '')[:10]}"
-    yield name
-    for index in es.indices.get(index=f"{name}-*", allow_no_indices=True):
-        es.indices.put_settings(index=index, settings={"index.blocks.read_only": None})
-        es.indices.delete(index=index)
-    es.options(ignore_status=404).indices.delete_index_template(name=name)
-
-
 def page_for(es_url: str, alias: str, events_es_url: str | None = None, start: bool = True, **event_settings):
     events_config = EventSettings(enabled=True, **{"flush_ms": 20.0, **event_settings})
     config = WebSettings(**CONFIG, events=events_config)
@@ -84,12 +63,12 @@ def page_for(es_url: str, alias: str, events_es_url: str | None = None, start: b
     return BackgroundServer(create_app(service, events=log)), log
 
 
-def stored_events(es, prefix: str) -> list[dict]:
-    return sorted(read_events(es, prefix), key=lambda e: (e["type"] != "impression", e["ts"]))
+def stored_events(es, events_prefix: str) -> list[dict]:
+    return sorted(read_events(es, events_prefix), key=lambda e: (e["type"] != "impression", e["ts"]))
 
 
-def test_a_search_logs_its_impression_and_a_result_link_its_click(es, es_url, shop, prefix) -> None:
-    server, log = page_for(es_url, shop, index_prefix=prefix)
+def test_a_search_logs_its_impression_and_a_result_link_its_click(es, es_url, page_shop, events_prefix) -> None:
+    server, log = page_for(es_url, page_shop, index_prefix=events_prefix)
     with server:
         browser = Browser(server.url)
         status, html, _ = browser.call("/?q=cordless+drill")
@@ -103,7 +82,7 @@ def test_a_search_logs_its_impression_and_a_result_link_its_click(es, es_url, sh
         status, product_page, _ = browser.call(headers["location"])
         assert status == 200 and "product" in product_page
         assert log.flush(10)
-    impression, click = stored_events(es, prefix)
+    impression, click = stored_events(es, events_prefix)
     assert impression["type"] == "impression" and impression["query"] == "cordless drill"
     assert impression["session_id"] == session and impression["source"] == "page"
     assert [s["position"] for s in impression["items"]] == [1, 2, 3, 4]
@@ -125,8 +104,8 @@ def event_batch(n: int = 2, **override) -> dict:
     return {"events": events, **override}
 
 
-def test_the_event_api_writes_a_batch_once_however_often_it_is_sent(es, es_url, shop, prefix) -> None:
-    server, log = page_for(es_url, shop, index_prefix=prefix)
+def test_the_event_api_writes_a_batch_once_however_often_it_is_sent(es, es_url, page_shop, events_prefix) -> None:
+    server, log = page_for(es_url, page_shop, index_prefix=events_prefix)
     batch = json.dumps(event_batch(3)).encode()
     with server:
         browser = Browser(server.url)
@@ -136,7 +115,7 @@ def test_the_event_api_writes_a_batch_once_however_often_it_is_sent(es, es_url, 
         assert log.flush(10)
         _, health, _ = browser.call("/healthz")
         _, metrics, _ = browser.call("/metrics")
-    events = stored_events(es, prefix)
+    events = stored_events(es, events_prefix)
     assert len(events) == 3 and {e["source"] for e in events} == {"api"}
     assert log.stats() | {"queued": 0} == {"accepted": 6, "written": 3, "duplicates": 3, "dropped_full": 0,
                                              "dropped_failed": 0, "queued": 0}
@@ -167,21 +146,21 @@ def bad(field_path: list, value) -> bytes:
     (json.dumps({"events": [{**event_batch(1)["events"][0], "query": "x" * 300_000}]}).encode(),
      "the body has 300,257 bytes; the most a request takes is 262,144"),
 ])
-def test_a_bad_batch_is_a_400_with_one_reason_and_nothing_is_written(es, es_url, shop, prefix, body, reason) -> None:
-    server, log = page_for(es_url, shop, index_prefix=prefix, max_batch=4)
+def test_a_bad_batch_is_a_400_with_one_reason_and_nothing_is_written(es, es_url, page_shop, events_prefix, body, reason) -> None:
+    server, log = page_for(es_url, page_shop, index_prefix=events_prefix, max_batch=4)
     with server:
         status, answer, _ = Browser(server.url).call("/api/events", body)
         assert (status, json.loads(answer)) == (400, {"error": reason})
         assert log.flush(10)
-    assert log.stats()["accepted"] == 0 and stored_events(es, prefix) == []
+    assert log.stats()["accepted"] == 0 and stored_events(es, events_prefix) == []
 
 
-def test_the_event_api_has_a_rate_limit(es_url, shop, prefix) -> None:
-    server, log = page_for(es_url, shop, index_prefix=prefix, rate_per_s=0.01, burst=2)
+def test_the_event_api_has_a_rate_limit(es_url, page_shop, events_prefix) -> None:
+    server, log = page_for(es_url, page_shop, index_prefix=events_prefix, rate_per_s=0.01, burst=2)
     with server:
         browser = Browser(server.url)
         statuses = [browser.call("/api/events", json.dumps(event_batch(1)).encode())[0] for _ in range(3)]
-        assert log.flush(10)  # written before the prefix's indices are removed
+        assert log.flush(10)  # written before the events_prefix's indices are removed
     assert statuses == [202, 202, 429]
 
 
@@ -195,13 +174,13 @@ def timed_searches(browser: Browser, n: int) -> list[float]:
     return took
 
 
-def test_a_read_only_events_index_drops_and_counts_without_failing_a_search(es, es_url, shop, prefix) -> None:
-    server, log = page_for(es_url, shop, index_prefix=prefix, write_retries=0)
+def test_a_read_only_events_index_drops_and_counts_without_failing_a_search(es, es_url, page_shop, events_prefix) -> None:
+    server, log = page_for(es_url, page_shop, index_prefix=events_prefix, write_retries=0)
     with server:
         browser = Browser(server.url)
         timed_searches(browser, 1)
         assert log.flush(10) and log.stats()["written"] == 1  # today's index exists now
-        for index in es.indices.get(index=f"{prefix}-*"):
+        for index in es.indices.get(index=f"{events_prefix}-*"):
             es.indices.put_settings(index=index, settings={"index.blocks.read_only": True})
         timed_searches(browser, 5)  # each answered 200
         assert log.flush(10)
@@ -210,8 +189,8 @@ def test_a_read_only_events_index_drops_and_counts_without_failing_a_search(es, 
     assert json.loads(health)["events"]["dropped_failed"] == 5
 
 
-def test_elasticsearch_unreachable_for_events_drops_and_counts_without_failing_a_search(es_url, shop, prefix) -> None:
-    server, log = page_for(es_url, shop, events_es_url=f"http://127.0.0.1:{free_port()}", index_prefix=prefix,
+def test_elasticsearch_unreachable_for_events_drops_and_counts_without_failing_a_search(es_url, page_shop, events_prefix) -> None:
+    server, log = page_for(es_url, page_shop, events_es_url=f"http://127.0.0.1:{free_port()}", index_prefix=events_prefix,
                            write_retries=1, write_timeout_ms=200.0)
     with server:
         timed_searches(Browser(server.url), 4)
@@ -219,22 +198,22 @@ def test_elasticsearch_unreachable_for_events_drops_and_counts_without_failing_a
     assert log.stats()["dropped_failed"] == 4 and log.stats()["written"] == 0
 
 
-def test_an_events_node_that_never_answers_does_not_slow_a_search(es_url, shop, prefix) -> None:
+def test_an_events_node_that_never_answers_does_not_slow_a_search(es_url, page_shop, events_prefix) -> None:
     """A node that takes connections and never answers: each bulk waits its whole 5 s timeout, three
     times; the searches meanwhile take what they always take."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        server, log = page_for(es_url, shop, events_es_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
-                               index_prefix=prefix, write_retries=2, write_timeout_ms=5000.0)
+        server, log = page_for(es_url, page_shop, events_es_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                               index_prefix=events_prefix, write_retries=2, write_timeout_ms=5000.0)
         with server:
             took = timed_searches(Browser(server.url), 4)
             assert sum(took) < 5.0, took  # less than one bulk's timeout for all four searches
             assert log.stats()["written"] == 0
 
 
-def test_a_full_queue_drops_and_counts_without_failing_a_search(es_url, shop, prefix) -> None:
-    server, log = page_for(es_url, shop, index_prefix=prefix, queue_events=2, start=False)  # nobody writes
+def test_a_full_queue_drops_and_counts_without_failing_a_search(es_url, page_shop, events_prefix) -> None:
+    server, log = page_for(es_url, page_shop, index_prefix=events_prefix, queue_events=2, start=False)  # nobody writes
     with server:
         browser = Browser(server.url)
         timed_searches(browser, 3)

@@ -20,7 +20,6 @@ from evaluation.interleaving import ARMS, Outcome, compare, outcomes_of, sign_te
 from frontend.app import BackgroundServer, create_app
 from frontend.events import EventLog, new_id
 from frontend.search import Grades, RerankerLink, SearchService, make_es
-from indexer.bulk_index import index_catalog
 from reranker.server.app import RerankServer
 from searchstack.cli import app
 from tests.shop_page import GRADES, page_catalog
@@ -103,15 +102,6 @@ class ReversedBm25:
 
 
 @pytest.fixture(scope="module")
-def shop(es) -> str:
-    alias = "test-interleave-shop"
-    index_catalog(es, page_catalog(), alias, force=True)
-    yield alias
-    for index in es.indices.get(index=f"{alias}-*", allow_no_indices=True):
-        es.indices.delete(index=index)
-
-
-@pytest.fixture(scope="module")
 def reversed_reranker():
     settings = RerankSettings(port=0, grace_s=0, metrics_port=None, reload_poll_s=0)
     with RerankServer(settings, model=ReversedBm25()) as server:
@@ -119,17 +109,8 @@ def reversed_reranker():
         yield server
 
 
-@pytest.fixture
-def prefix(es) -> str:
-    name = f"test-interleave-{new_id().lower().replace('_', '').replace('-', '')[:10]}"
-    yield name
-    for index in es.indices.get(index=f"{name}-*", allow_no_indices=True):
-        es.indices.delete(index=index)
-    es.options(ignore_status=404).indices.delete_index_template(name=name)
-
-
-def interleaving_page(es_url: str, alias: str, target: str, prefix: str, share: float = 1.0):
-    events = EventSettings(enabled=True, index_prefix=prefix, flush_ms=20.0)
+def interleaving_page(es_url: str, alias: str, target: str, events_prefix: str, share: float = 1.0):
+    events = EventSettings(enabled=True, index_prefix=events_prefix, flush_ms=20.0)
     config = WebSettings(page_size=6, rerank_depth=8, budget_ms=5000, es_timeout_ms=2000, rerank_deadline_ms=2000,
                          explain=False, interleave_share=share, events=events)
     service = SearchService(make_es(es_url, config.es_timeout_ms), RerankerLink(target), config,
@@ -138,8 +119,8 @@ def interleaving_page(es_url: str, alias: str, target: str, prefix: str, share: 
     return service, BackgroundServer(create_app(service, events=log)), log
 
 
-def test_an_interleaved_search_keeps_its_draw_for_the_session_and_pages(es_url, shop, reversed_reranker, prefix) -> None:
-    service, _, _ = interleaving_page(es_url, shop, reversed_reranker.target, prefix)
+def test_an_interleaved_search_keeps_its_draw_for_the_session_and_pages(es_url, page_shop, reversed_reranker, events_prefix) -> None:
+    service, _, _ = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix)
     first = service.search("cordless drill", 1, session="session-a")
     assert first.status == "reranked" and first.interleaved
     assert {row.arm for row in first.reranked} == {"model", "bm25"}
@@ -150,12 +131,12 @@ def test_an_interleaved_search_keeps_its_draw_for_the_session_and_pages(es_url, 
     assert len(shown) == len(set(shown)) and [r.rank for r in second.reranked][0] == 7
     plain = service.search("cordless drill", 1)  # no session: not interleaved
     assert not plain.interleaved and {row.arm for row in plain.reranked} <= {"model"}
-    off, _, _ = interleaving_page(es_url, shop, reversed_reranker.target, prefix, share=0.0)
+    off, _, _ = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix, share=0.0)
     assert not off.search("cordless drill", 1, session="session-a").interleaved
 
 
-def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, shop, reversed_reranker, prefix) -> None:
-    _, server, log = interleaving_page(es_url, shop, reversed_reranker.target, prefix)
+def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, page_shop, reversed_reranker, events_prefix) -> None:
+    _, server, log = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix)
     grades = {"cordless drill": GRADES["q1"], "drill bits": GRADES["q3"]}
     with server:
         report = ClickSimulator(server.url, grades, ClickModel(kind="pbm"), seed=0).run(sessions=60, max_seconds=60)
@@ -163,21 +144,21 @@ def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, shop, 
         with urllib.request.urlopen(server.url + "/abtest", timeout=30) as response:
             page = response.read().decode()
     assert report.failed == 0 and report.searches == 60 and report.clicks > 0
-    verdict = compare(outcomes_of(read_events(es, prefix), ARMS), ARMS)
+    verdict = compare(outcomes_of(read_events(es, events_prefix), ARMS), ARMS)
     # seeded shoppers, a deterministic page: the same clicks every run (150 sessions gave 107 BM25 wins,
     # 2 model wins, 3 ties); the bounds are far from that
     assert verdict.losses > 3 * verdict.wins, verdict
     assert verdict.p_value < 1e-4 and verdict.high < 0, verdict
     assert "<svg" in page and f"<td>{verdict.losses}</td>" in page
     out = CliRunner().invoke(app, ["abtest", "report", "--es-url", es_url],
-                             env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": prefix, "COLUMNS": "200"})
+                             env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": events_prefix, "COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     assert f" model wins {verdict.wins:,} · ties {verdict.ties:,} · bm25 wins {verdict.losses:,}" in out.output
     assert ": bm25 is preferred" in out.output
 
 
-def test_the_page_says_it_interleaves_and_its_links_carry_each_results_arm(es_url, shop, reversed_reranker, prefix) -> None:
-    _, server, log = interleaving_page(es_url, shop, reversed_reranker.target, prefix)
+def test_the_page_says_it_interleaves_and_its_links_carry_each_results_arm(es_url, page_shop, reversed_reranker, events_prefix) -> None:
+    _, server, log = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix)
     with server:
         request = urllib.request.Request(server.url + "/?q=cordless+drill", headers={"Cookie": "shopsearch_session=session-b"})
         with urllib.request.urlopen(request, timeout=30) as response:
