@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,9 @@ from reranker.training.teacher_train import build_groups, train_teacher
 from reranker.training.word_vectors import start_word_vectors
 
 log = logging.getLogger(__name__)
+
+PSEUDO_FILE = "pseudo_queries.json"  # the labels stage's extra queries, id -> text
+UNLABELED_FILE = "unlabeled_queries.json"
 
 
 def model_manifest(folder: Path) -> dict:
@@ -120,12 +124,10 @@ class Pipeline:
         self.teacher_q = sorted(set(self.train_q) | set(extra))
         self.texts = {q: self.catalog.queries[q].text for q in self.teacher_q + self.dev_q + self.test_q}
         self.titles = {p: product.title for p, product in self.catalog.products.items()}
-        # pseudo-queries (labels stage) train the students beside the train queries
-        path = self.root / "pseudo_queries.json"
-        self.pseudo: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        # pseudo- and unlabeled queries (labels stage) train the students beside the train queries
+        self.pseudo: dict[str, str] = self._read_queries(PSEUDO_FILE)
+        self.unlabeled: dict[str, str] = self._read_queries(UNLABELED_FILE)
         self.texts.update(self.pseudo)
-        path = self.root / "unlabeled_queries.json"
-        self.unlabeled: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
         self.texts.update(self.unlabeled)
         self.manifest = {
             "dataset": self.catalog.name, "data_fingerprint": self.catalog.fingerprint(),
@@ -269,21 +271,28 @@ class Pipeline:
             for p in grades[q]:
                 items.setdefault(p, top[q].get(p, 0.0))
             candidates[q] = items
-        self.pseudo = pseudo_queries(self.catalog.products, self.profile.pseudo_queries, self.profile.seed)
-        pseudo_top = bm25_top(self.es, self.alias, self.pseudo, size=self.profile.pseudo_k) if self.pseudo else {}
-        self.pseudo = {q: text for q, text in self.pseudo.items() if len(pseudo_top.get(q, {})) > 1}
-        candidates.update({q: pseudo_top[q] for q in self.pseudo})
-        self.texts.update(self.pseudo)
-        (self.root / "pseudo_queries.json").write_text(json.dumps(self.pseudo))
-        self.unlabeled = self._unlabeled_queries()
-        unlabeled_top = bm25_top(self.es, self.alias, self.unlabeled, size=self.profile.unlabeled_k) if self.unlabeled else {}
-        self.unlabeled = {q: text for q, text in self.unlabeled.items() if len(unlabeled_top.get(q, {})) > 1}
-        candidates.update({q: unlabeled_top[q] for q in self.unlabeled})
-        self.texts.update(self.unlabeled)
-        (self.root / "unlabeled_queries.json").write_text(json.dumps(self.unlabeled))
+        self.pseudo = self._add_unlabeled(pseudo_queries(self.catalog.products, self.profile.pseudo_queries,
+                                                         self.profile.seed), self.profile.pseudo_k, PSEUDO_FILE, candidates)
+        self.unlabeled = self._add_unlabeled(self._unlabeled_queries(), self.profile.unlabeled_k, UNLABELED_FILE,
+                                             candidates)
         label_candidates(teacher, self.texts, candidates, self.titles, self._query_vectors(candidates),
                          self._item_vectors({p for items in candidates.values() for p in items})
                          ).save(self.root / "train_labels.npz")
+
+    def _read_queries(self, name: str) -> dict[str, str]:
+        path = self.root / name
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _add_unlabeled(self, queries: dict[str, str], k: int, name: str,
+                       candidates: dict[str, dict[str, float]]) -> dict[str, str]:
+        """Queries without grades (id -> text) whose BM25 top-k holds two products or more: their
+        top-k joins `candidates`, their texts the run's, and the kept ones are written to `name`."""
+        top = bm25_top(self.es, self.alias, queries, size=k) if queries else {}
+        kept = {q: text for q, text in queries.items() if len(top.get(q, {})) > 1}
+        candidates.update({q: top[q] for q in kept})
+        self.texts.update(kept)
+        (self.root / name).write_text(json.dumps(kept))
+        return kept
 
     def _unlabeled_queries(self) -> dict[str, str]:
         """A seeded sample of train-split queries that neither the students' grades nor the teacher's
@@ -325,14 +334,10 @@ class Pipeline:
         log.info("query encoder: best epoch %d, dev KL %.4f (zero-shot %.4f)", result.best_epoch,
                  min(result.dev_history), result.dev_history[0])
 
-    @property
+    @cached_property
     def _tuned_encoder(self):
         """The teacher-distilled query encoder of this run, or None (the profile has none)."""
-        if not self.profile.query_encoder:
-            return None
-        if not hasattr(self, "_loaded_tuned_encoder"):
-            self._loaded_tuned_encoder = load_query_encoder(self.root / "query_encoder")
-        return self._loaded_tuned_encoder
+        return load_query_encoder(self.root / "query_encoder") if self.profile.query_encoder else None
 
     # -- students ------------------------------------------------------------------------------------
     def _grades(self, queries: list[str]) -> dict[str, dict[str, float]]:
