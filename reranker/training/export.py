@@ -123,7 +123,7 @@ def export_context_onnx(model: BermO, path: Path, side: str) -> Path:
 # the bi-encoder (all-MiniLM-L6-v2), for new queries and items at serving time
 
 
-class _Pooled(nn.Module):
+class MeanPooled(nn.Module):
     """The transformer, then mean pooling over real tokens and L2 normalisation (as the bi-encoder)."""
 
     def __init__(self, transformer: nn.Module) -> None:
@@ -150,7 +150,7 @@ def export_text_encoder(bi_encoder, folder: Path) -> Path:
     dynamic = {name: {0: "n", 1: "length"} for name in inputs} | {text_encoder.OUTPUT: {0: "n"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(_Pooled(transformer), tuple(example[name] for name in inputs),
+        torch.onnx.export(MeanPooled(transformer), tuple(example[name] for name in inputs),
                           str(folder / text_encoder.MODEL_FILE), dynamo=False, opset_version=17,
                           input_names=list(inputs), output_names=[text_encoder.OUTPUT], dynamic_axes=dynamic)
     tokenizer.backend_tokenizer.save(str(folder / text_encoder.TOKENIZER_FILE))

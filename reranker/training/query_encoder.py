@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from reranker.training.export import MeanPooled
+
 log = logging.getLogger(__name__)
 
 
@@ -73,16 +75,14 @@ class QueryTower(nn.Module):
 
     def __init__(self, transformer: nn.Module, tokenizer, init_scale: float, max_tokens: int) -> None:
         super().__init__()
-        self.transformer, self.tokenizer, self.max_tokens = transformer, tokenizer, max_tokens
+        # the same pooling the exported encoder runs at serving time
+        self.encoder, self.tokenizer, self.max_tokens = MeanPooled(transformer), tokenizer, max_tokens
         self.log_scale = nn.Parameter(torch.tensor(math.log(init_scale)))
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens,
                                  return_tensors="pt")
-        hidden = self.transformer(**encoded).last_hidden_state  # [B, L, D]
-        mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, L, 1]
-        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [B, D]
-        return F.normalize(mean, dim=-1)
+        return self.encoder(**encoded)  # [B, D], unit length
 
 
 def group_loss(scores: torch.Tensor, target: torch.Tensor, config: QueryEncoderConfig,
@@ -133,7 +133,7 @@ def train_query_encoder(bi_encoder, train: list[QueryGroup], dev: list[QueryGrou
     torch.manual_seed(config.seed)
     tuned = copy.deepcopy(bi_encoder)
     tower = QueryTower(tuned[0].auto_model, tuned.tokenizer, config.init_scale, config.max_tokens)
-    optimizer = torch.optim.AdamW([{"params": list(tower.transformer.parameters()), "lr": config.lr},
+    optimizer = torch.optim.AdamW([{"params": list(tower.encoder.transformer.parameters()), "lr": config.lr},
                                    {"params": [tower.log_scale], "lr": config.scale_lr}], weight_decay=0.01)
     generator = torch.Generator().manual_seed(config.seed)
     result = QueryEncoderResult()
