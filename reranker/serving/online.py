@@ -73,6 +73,39 @@ def top_neighbors(paths: tuple[str, ...], ids: list[list[str]], attention: np.nd
 # serving
 
 
+class Lru:
+    """A bounded map, the least recently used entry out first (size 0: keeps nothing). Its lock is
+    held for dict operations only, so a hit never waits for another request's miss."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        if not self.size:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def pop(self, key) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 @dataclass
 class _QueryState:
     vec: np.ndarray  # [D]
@@ -130,12 +163,9 @@ class OnlineReranker:
         # no bi-encoder here: every vector the builder lacks comes from text_encoder below
         self.builder = ContextBuilder(self.sampler, self.vocab, self.query_store, self.item_store, {}, None,
                                       per_path=self.per_path)
-        self._queries: OrderedDict[str, _QueryState] = OrderedDict()
-        self.query_cache_size = query_cache_size
+        self._queries = Lru(query_cache_size)  # query text -> _QueryState
         # (id, text) -> (tokens, vec, ctx, ctx_w, has, neighbors) of an item embedded from its text
-        self._items: OrderedDict[tuple[str, str], tuple] = OrderedDict()
-        self.item_cache_size = item_cache_size
-        self._cache_lock = threading.Lock()  # the query LRU: held for dict operations only
+        self._items = Lru(item_cache_size)
         self._graph_lock = threading.Lock()  # the sampler's and builder's caches: pure Python work
 
     def _read_manifest(self) -> dict:
@@ -174,11 +204,18 @@ class OnlineReranker:
     def warm_up(self) -> None:
         ids = list(self.item_row)[:100]
         self.rerank("warm up", [Candidate(pid, float(100 - i), i + 1) for i, pid in enumerate(ids)], explain=True)
-        with self._cache_lock:
-            self._queries.pop("warm up", None)
+        self._queries.pop("warm up")
 
     def knows(self, product_id: str) -> bool:
         return product_id in self.item_row
+
+    @property
+    def query_cache_size(self) -> int:
+        return self._queries.size
+
+    @query_cache_size.setter
+    def query_cache_size(self, size: int) -> None:
+        self._queries.size = size
 
     @property
     def cached_items(self) -> int:
@@ -188,11 +225,9 @@ class OnlineReranker:
     # -- parts ------------------------------------------------------------------------------------
 
     def _query(self, text: str) -> _QueryState:
-        with self._cache_lock:
-            state = self._queries.get(text)
-            if state is not None:
-                self._queries.move_to_end(text)
-                return state
+        state = self._queries.get(text)
+        if state is not None:
+            return state
         # A miss is computed outside the cache lock (two threads missing the same query both compute
         # it, with the same result: sampling is seeded per node), so a hit never waits for a miss.
         query_id = self.query_ids.get(text)
@@ -214,31 +249,20 @@ class OnlineReranker:
             neighbors = top_neighbors(QUERY_PATHS, ids, attention[0])
         tvec = self.tuned_encoder.encode([text])[0] if self.tuned_encoder is not None else None
         state = _QueryState(vec, tokens, ctx, ctx_w, has, neighbors, tvec)
-        with self._cache_lock:
-            self._queries[text] = state
-            self._queries.move_to_end(text)
-            while len(self._queries) > self.query_cache_size:
-                self._queries.popitem(last=False)
+        self._queries.put(text, state)
         return state
 
     def _new_items(self, ids: list[str], texts: list[str]):
         """Tokens, vectors and contexts for items the artifact does not know, from their text, as
         columns; each item's row is computed once and kept (LRU, `item_cache_size`)."""
         keys = list(zip(ids, texts))
-        with self._cache_lock:
-            found = {key: self._items[key] for key in keys if key in self._items}
-            for key in found:
-                self._items.move_to_end(key)
+        found = {key: row for key in dict.fromkeys(keys) if (row := self._items.get(key)) is not None}
         todo = [key for key in dict.fromkeys(keys) if key not in found]
         if todo:
             fresh = self._embed_items([pid for pid, _ in todo], [text for _, text in todo])
-            rows = {key: tuple(column[i] for column in fresh) for i, key in enumerate(todo)}
-            found.update(rows)
-            if self.item_cache_size:
-                with self._cache_lock:
-                    self._items.update(rows)
-                    while len(self._items) > self.item_cache_size:
-                        self._items.popitem(last=False)
+            for i, key in enumerate(todo):
+                found[key] = tuple(column[i] for column in fresh)
+                self._items.put(key, found[key])
         tokens, vecs, ctx, ctx_w, has, neighbors = zip(*(found[key] for key in keys))
         return list(tokens), np.stack(vecs), np.stack(ctx), np.stack(ctx_w), np.stack(has), list(neighbors)
 
