@@ -96,7 +96,7 @@ def bench_teacher(teacher_dir: Path | None, workload: Workload, progress=lambda 
     from reranker.models.teacher import Teacher
     from reranker.models.teacher_onnx import OnnxTeacher, TeacherOnnxError, offline_threads
     from reranker.training.export import export_teacher
-    from reranker.training.pipeline import Profile
+    from reranker.training.profiles import Profile
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     if teacher_dir is not None and not (Path(teacher_dir) / "teacher_config.json").is_file():

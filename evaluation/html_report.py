@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.artifacts import RunLayout, model_manifest
 from common.errors import ShopsearchError
 from evaluation import charts
 from evaluation.charts import Interval
@@ -68,7 +69,7 @@ def resolve_run(run: str | Path | None, pipeline_dir: Path) -> Path:
 
 
 def load_eval(run_dir: Path) -> dict:
-    path = Path(run_dir) / "eval.json"
+    path = RunLayout(Path(run_dir)).eval
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -81,12 +82,6 @@ def load_eval(run_dir: Path) -> dict:
     if BASELINE not in {row["name"] for row in data.get("rows", [])}:
         raise ReportError(f"{path} has no {BASELINE} row to compare against")
     return data
-
-
-def _manifest(folder: Path) -> dict:
-    # as reranker.training.pipeline.model_manifest, without importing the training code (torch)
-    found = [folder / "manifest.json"] if (folder / "manifest.json").exists() else sorted(folder.glob("*_manifest.json"))
-    return json.loads(found[0].read_text()) if found else {}
 
 
 def teacher_name(data: dict) -> str | None:
@@ -249,7 +244,7 @@ def _cost(data: dict) -> str:
 
 
 def _identity(data: dict, run_dir: Path) -> str:
-    stages_path = run_dir / "stages.json"
+    stages_path = RunLayout(run_dir).stages
     stages = ({k: v["seconds"] for k, v in json.loads(stages_path.read_text()).items()} if stages_path.exists()
               else dict(data.get("stage_seconds", {})))
     split = data.get("split", {})
@@ -258,7 +253,7 @@ def _identity(data: dict, run_dir: Path) -> str:
                                                               f"{data.get('evaluable_queries')} evaluated"),
              ("profile", data.get("profile")), ("run folder", run_dir.name)]
     for folder in MODEL_FOLDERS:
-        m = _manifest(run_dir / folder)
+        m = model_manifest(run_dir / folder)
         if m:
             version = m.get("model_version") or m.get("model") or "-"
             extra = f", artifact {m['artifact_id']}" if "artifact_id" in m else ""
@@ -320,6 +315,6 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
 def current_report(run_dir: Path) -> Path:
     """`run_dir/report.html`, built first when missing or older than the run's eval.json."""
     path = Path(run_dir) / "report.html"
-    if not path.exists() or path.stat().st_mtime < (Path(run_dir) / "eval.json").stat().st_mtime:
+    if not path.exists() or path.stat().st_mtime < RunLayout(Path(run_dir)).eval.stat().st_mtime:
         build_report(run_dir, path)
     return path

@@ -208,7 +208,9 @@ def _pipeline_factory(profile: str, fmt: Format, path: Path | None, es_url: str 
 def _print_dev_check(root: Path) -> None:
     import json
 
-    path = root / "dev_check.json"
+    from common.artifacts import RunLayout
+
+    path = RunLayout(root).dev_check
     if not path.exists():
         return
     from reranker.training.verdicts import model_line
@@ -233,10 +235,9 @@ def pipeline(
     es_url: UrlOpt = None,
 ) -> None:
     """Teacher fine-tune, labeling, graph, FAISS, BERM, BERM-O, dev check and evaluation, as restartable stages."""
-    from reranker.training.profiles import STAGES
+    from reranker.training.pipeline import check_stage
 
-    if until is not None and until not in STAGES:  # before reading and indexing the catalog
-        raise PipelineError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
+    check_stage(until)  # before reading and indexing the catalog
     chosen = _overrides(overrides, teacher_from)
     from reranker.training.profiles import PROFILES, with_overrides
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from common.artifacts import MANIFEST, RunLayout, ServingManifest
 from reranker.training.verdicts import model_line, verdict
 from searchstack import app
 from searchstack.settings import Settings
@@ -31,7 +32,7 @@ ARTIFACT_PROFILES = ("full", "quick")  # the first one trained is served
 
 def _dev_ndcg(folder: Path) -> float:
     """BERM-O's dev NDCG@10 from the artifact's dev check (-inf when it has none)."""
-    check = json.loads((folder / "manifest.json").read_text()).get("dev_check") or {}
+    check = ServingManifest.read(folder).dev_check or {}
     value = check.get("models", {}).get(check.get("served", ""), {}).get("ndcg@10")
     return float(value) if value is not None else float("-inf")
 
@@ -41,14 +42,14 @@ def serving_artifact(settings: Settings, dataset: str) -> Path | None:
     NDCG@10 in its dev check (full before quick on a tie or where neither has one)."""
     if settings.rerank.artifact is not None:
         return settings.rerank.artifact
-    found = [settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}" / "serving" for profile in ARTIFACT_PROFILES]
-    found = [folder for folder in found if (folder / "manifest.json").is_file()]
+    found = [RunLayout(settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}").serving for profile in ARTIFACT_PROFILES]
+    found = [folder for folder in found if (folder / MANIFEST).is_file()]
     return max(found, key=_dev_ndcg) if found else None  # max keeps the first of equals
 
 
 def dev_summary(artifact: Path) -> str:
     """One line: what the dev check said of the served model."""
-    check = json.loads((artifact / "manifest.json").read_text()).get("dev_check")
+    check = ServingManifest.read(artifact).dev_check
     if not check:
         return "served model: no dev check recorded for this artifact"
     row = check["models"].get(check["served"], {})
@@ -60,7 +61,7 @@ def dev_summary(artifact: Path) -> str:
 
 def eval_summary(run_root: Path) -> str | None:
     """One line: the served model against BM25 on the run's test queries (paired t-test)."""
-    path = run_root / "eval.json"
+    path = RunLayout(run_root).eval
     if not path.exists():
         return None
     data = json.loads(path.read_text())
@@ -75,7 +76,7 @@ def eval_summary(run_root: Path) -> str | None:
 
 
 def _train(settings: Settings, catalog, query_split, es, console: Console) -> Path:
-    from reranker.training.pipeline import Pipeline
+    from reranker.training.pipeline import LOGGERS, Pipeline
     from reranker.training.profiles import PROFILES
     from searchstack.edge import print_evaluation
 
@@ -84,7 +85,8 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
         raise StackError(f"unknown demo profile {profile!r}; choose {' or '.join(PROFILES)}")
     console.print(f"no trained reranker for {catalog.name} yet: training the {profile!r} profile "
                   f"(teacher, labels, graph, FAISS, BERM, BERM-O, checks; about 15 minutes on 2 cores for 'quick')")
-    logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
+    for name in LOGGERS:  # stage names and what each stage found, as progress
+        logging.getLogger(name).setLevel(logging.INFO)
     run = Pipeline(catalog, query_split, es, settings.index_alias, PROFILES[profile], settings.artifacts_dir / "pipeline")
     run.run()  # through the dev check and the test evaluation, so the demo can say how it does
     if run.evaluation is not None:
@@ -93,7 +95,7 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     summary = eval_summary(run.root)
     if summary:
         console.print(summary, highlight=False)
-    return run.root / "serving"
+    return run.layout.serving
 
 
 def link_current(settings: Settings, artifact: Path) -> Path:
@@ -149,7 +151,7 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                              "or the demo without --no-train")
         artifact = _train(settings, catalog, query_split, es, console)
     console.print(f"reranker artifact: {artifact} (linked as {link_current(settings, artifact)})")
-    if (artifact / "manifest.json").is_file():
+    if (artifact / MANIFEST).is_file():
         console.print(dev_summary(artifact), highlight=False)
     if prepare_only:
         return

@@ -79,7 +79,7 @@ def current_split(settings: Settings, catalog: Catalog, out: Console | None = No
 
 
 def print_evaluation(evaluation, out: Console) -> None:
-    """The pipeline's evaluate stage (reranker.training.pipeline.Evaluation): table, tests, timings."""
+    """The pipeline's evaluate stage (reranker.training.checks.Evaluation): table, tests, timings."""
     from evaluation.report import print_significance, print_speed, print_table
 
     print_table(evaluation.result, out)

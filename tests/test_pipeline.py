@@ -15,7 +15,8 @@ from indexer.bulk_index import index_catalog
 from indexer.graph import ClickGraph
 from indexer.readers import load_catalog
 from indexer.splits import split_queries
-from reranker.training.pipeline import Pipeline, model_manifest
+from common.artifacts import model_manifest
+from reranker.training.pipeline import Pipeline
 from reranker.training.profiles import PROFILES
 from searchstack.settings import Settings
 

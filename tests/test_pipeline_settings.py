@@ -7,7 +7,7 @@ import math
 import pytest
 
 from reranker.training.errors import PipelineError
-from reranker.training.profiles import PROFILES, STAGE_SETTINGS, STAGES, run_name, with_overrides
+from reranker.training.profiles import PROFILES, STAGE_SETTINGS, run_name, with_overrides
 from reranker.training.verdicts import BI_ENCODER, BM25, SERVED, dev_verdicts, verdict
 
 
@@ -45,9 +45,37 @@ def test_a_variant_run_has_its_own_folder_name() -> None:
 
 
 def test_later_stage_settings_enter_at_existing_stages_only() -> None:
+    from reranker.training.pipeline import STAGES
+
     assert set(STAGE_SETTINGS) <= set(STAGES)
     fields = set(PROFILES["quick"].__dataclass_fields__)
     assert all(key in fields for keys in STAGE_SETTINGS.values() for key in keys)
+
+
+def test_the_stage_table_is_the_one_list_the_run_follows(tmp_path) -> None:
+    from indexer.splits import QuerySplit
+    from reranker.training.pipeline import STAGES, Pipeline
+
+    catalog = _catalog_with_queries(30)
+    ids = sorted(catalog.queries)
+    split = QuerySplit("s", catalog.name, "f", 13, 0.1, 0.1, ids[:20], ids[20:25], ids[25:])
+
+    def stages_run(overrides: dict[str, str], until: str | None = None) -> list[str]:
+        run = Pipeline(catalog, split, None, "products", with_overrides(PROFILES["quick"], overrides), tmp_path)
+        ran = []
+        run.run_stage = lambda name, digest, stage: ran.append((name, digest, stage))  # the stages need a node
+        run.run(until=until)
+        assert all(stage is STAGES[name] for name, _, stage in ran)
+        assert len({digest for _, digest, _ in ran}) == len(ran)
+        return [name for name, _, _ in ran]
+
+    assert stages_run({}) == list(STAGES)
+    assert stages_run({"k_order_ablation": "false"}) == [name for name in STAGES if name != "berm_no_k_order"]
+    assert stages_run({}, until="faiss") == list(STAGES)[: list(STAGES).index("faiss") + 1]
+    with pytest.raises(PipelineError, match="^unknown stage 'typo'; stages: bm25, teacher, teacher_mix, labels, "
+                                            "query_encoder, graph, faiss, berm, berm_no_k_order, berm_o, dev_check, "
+                                            "evaluate$"):
+        stages_run({}, until="typo")
 
 
 def test_verdicts_need_a_higher_mean_and_a_significant_paired_test() -> None:
@@ -111,6 +139,7 @@ def test_the_graph_takes_the_logged_pairs_and_keeps_the_teachers_elsewhere_and_s
     from indexer.graph import ClickGraph
     from indexer.records import Product
     from indexer.splits import QuerySplit
+    from reranker.training import student_stages
     from reranker.training.labeling import LabeledPairs
     from reranker.training.pipeline import Pipeline
 
@@ -128,7 +157,7 @@ def test_the_graph_takes_the_logged_pairs_and_keeps_the_teachers_elsewhere_and_s
     n = len(run.train_q)
     LabeledPairs(np.array(run.train_q), np.array(["p"] * n), np.ones(n, np.float32), np.full(n, 3.0, np.float32),
                  np.zeros(n, np.float32)).save(run.root / "train_labels.npz")
-    run.graph()
+    student_stages.graph(run)
     edges = {(q, p): w for q, p, w in ClickGraph.load(run.root / "graph.json").edges()}
     assert edges[("q0", "p")] == 0.25  # the log's weight, not the teacher's sigmoid(3) = 0.95
     assert edges[("q1", "a")] == 0.9

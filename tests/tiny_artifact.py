@@ -40,4 +40,4 @@ def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str]
     torch.manual_seed(seed)
     model = BermO(BermOConfig(vocab_size=len(vocab), use_tuned_query=tuned_encoder is not None))
     return build_artifact(folder, model, vocab, graph, query_store, item_store, titles, seed=seed,
-                          extra={"tiny": True}, progress=False, bi_encoder=encoder, tuned_encoder=tuned_encoder)
+                          extra={"profile": "tiny"}, progress=False, bi_encoder=encoder, tuned_encoder=tuned_encoder)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.artifacts import MANIFEST, ManifestError, ServingManifest
 from common.results import Candidate, Explanation, Neighbor, Reranking, ranked
 from common.settings import OnnxThreads, RerankSettings
 from indexer.faiss_store import StoreError, VectorStore
@@ -53,10 +54,9 @@ from reranker.text import Vocab
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_FORMAT = "shopsearch-berm-o/1"
 EXPLAIN_PER_PATH = 3
 TUNED_FOLDER = "query_encoder"  # the tuned query encoder's ONNX files, inside the artifact
-REQUIRED = ("manifest.json", "pair.onnx", "items.npz", "item_neighbors.json", "graph.json", "vocab.json",
+REQUIRED = (MANIFEST, "pair.onnx", "items.npz", "item_neighbors.json", "graph.json", "vocab.json",
             "query_store.faiss", "query_store_ids.json", "item_store.faiss", "item_store_ids.json", *text_encoder.FILES)
 
 
@@ -128,7 +128,7 @@ class OnlineReranker:
         m = self.manifest
         try:
             self.pair = OnnxBermO(self.folder / "pair.onnx", threads)
-            self.use_k_order = bool(m["use_k_order"])
+            self.use_k_order = bool(m.use_k_order)
             self.query_ctx = OnnxContext(self.folder / "query_ctx.onnx", threads) if self.use_k_order else None
             self.item_ctx = OnnxContext(self.folder / "item_ctx.onnx", threads) if self.use_k_order else None
             self.vocab = Vocab.load(self.folder / "vocab.json")
@@ -145,9 +145,8 @@ class OnlineReranker:
             self.item_neighbors = json.loads((self.folder / "item_neighbors.json").read_text())  # id -> [[path, node, attention]]
             self.query_ids = json.loads((self.folder / "query_ids.json").read_text())
             self.text_encoder = text_encoder.TextEncoder(self.folder, threads)
-            # artifacts written before the tuned query encoder have no such key
             self.tuned_encoder = (text_encoder.TextEncoder(self.folder / TUNED_FOLDER, threads)
-                                  if m.get("use_tuned_query") else None)
+                                  if m.use_tuned_query else None)
         except ArtifactError:
             raise
         except (OSError, ValueError, KeyError, StoreError, RuntimeError) as err:
@@ -156,10 +155,10 @@ class OnlineReranker:
         except Exception as err:  # onnxruntime raises its own exception types for a bad graph
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ArtifactError(f"{self.folder}: corrupt artifact ({type(err).__name__}: {first})") from None
-        self.per_path = int(m["per_path"])
-        self.max_query_tokens, self.max_title_tokens = int(m["max_query_tokens"]), int(m["max_title_tokens"])
-        self.version = f"{m['model_version']}+{m['artifact_id']}"
-        self.sampler = NeighborSampler(self.graph, per_path=self.per_path, seed=int(m["seed"]))
+        self.per_path = int(m.per_path)
+        self.max_query_tokens, self.max_title_tokens = int(m.max_query_tokens), int(m.max_title_tokens)
+        self.version = m.version
+        self.sampler = NeighborSampler(self.graph, per_path=self.per_path, seed=int(m.seed))
         # no bi-encoder here: every vector the builder lacks comes from text_encoder below
         self.builder = ContextBuilder(self.sampler, self.vocab, self.query_store, self.item_store, {}, None,
                                       per_path=self.per_path)
@@ -168,19 +167,17 @@ class OnlineReranker:
         self._items = Lru(item_cache_size)
         self._graph_lock = threading.Lock()  # the sampler's and builder's caches: pure Python work
 
-    def _read_manifest(self) -> dict:
+    def _read_manifest(self) -> ServingManifest:
         if not self.folder.is_dir():
             raise ArtifactError(f"{self.folder}: no model artifact there (run `shopsearch pipeline` first)")
         missing = [name for name in REQUIRED if not (self.folder / name).is_file()]
         if missing:
             raise ArtifactError(f"{self.folder}: incomplete artifact, missing {', '.join(missing)}")
         try:
-            manifest = json.loads((self.folder / "manifest.json").read_text())
-        except ValueError as err:
-            raise ArtifactError(f"{self.folder}/manifest.json: not JSON ({err})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"{self.folder}: not a {ARTIFACT_FORMAT} artifact")
-        if manifest.get("use_tuned_query"):
+            manifest = ServingManifest.read(self.folder)
+        except ManifestError as err:
+            raise ArtifactError(str(err)) from None
+        if manifest.use_tuned_query:
             missing = [f"{TUNED_FOLDER}/{name}" for name in text_encoder.FILES
                        if not (self.folder / TUNED_FOLDER / name).is_file()]
             if missing:

@@ -5,24 +5,27 @@ every known item's tokens, precomputed context and most-attended neighbors.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common.artifacts import ARTIFACT_FORMAT, ServingManifest
 from indexer.embeddings import load_bi_encoder
 from indexer.faiss_store import VectorStore
 from indexer.graph import ClickGraph
 from reranker.graph.context import ContextBuilder
 from reranker.graph.neighbors import ITEM_PATHS, NeighborSampler
 from reranker.models.berm_o import BermO
-from reranker.serving.online import ARTIFACT_FORMAT, TUNED_FOLDER, top_neighbors
+from reranker.serving.online import TUNED_FOLDER, top_neighbors
 from reranker.text import MAX_QUERY_TOKENS, MAX_TITLE_TOKENS, Vocab
 from reranker.training.export import export_context_onnx, export_onnx, export_text_encoder
 
@@ -49,12 +52,16 @@ def build_artifact(
     progress: bool = True,
     bi_encoder=None,
     tuned_encoder=None,
+    check: Callable[[Path], dict] | None = None,
 ) -> Path:
     """Write a serving artifact for `model` into `folder` (built aside, then swapped in whole).
 
     `bi_encoder` is the sentence-transformers model that made the stores' vectors (loaded when not
     given); its ONNX export embeds new queries and items at serving time. A model that reads the
-    tuned query encoder's cosine needs `tuned_encoder` (exported into `query_encoder/`)."""
+    tuned query encoder's cosine needs `tuned_encoder` (exported into `query_encoder/`). `extra` are
+    more fields of the manifest (common/artifacts.py: ServingManifest, unknown ones refused).
+    `check(built folder)` runs on the complete artifact before the swap, and the fields it returns
+    join the manifest, so a watcher of `folder` sees one change."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -107,7 +114,8 @@ def build_artifact(
     (tmp / "item_neighbors.json").write_text(json.dumps(neighbors))
     texts = query_texts or {q: q for q in graph.queries}
     (tmp / "query_ids.json").write_text(json.dumps({text: q for q, text in texts.items() if graph.has_query(q)}))
-    manifest = {
+    digest = hashlib.sha256((tmp / "pair.onnx").read_bytes() + (tmp / "items.npz").read_bytes()).hexdigest()[:12]
+    manifest = ServingManifest.from_dict({
         "format": ARTIFACT_FORMAT,
         "model": "BERM-O",
         "model_version": model.config.model_version,
@@ -118,10 +126,12 @@ def build_artifact(
         "items": len(ids), "graph_queries": len(graph.queries), "graph_edges": graph.num_edges,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
-    }
-    digest = hashlib.sha256((tmp / "pair.onnx").read_bytes() + (tmp / "items.npz").read_bytes()).hexdigest()[:12]
-    manifest["artifact_id"] = digest
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        "artifact_id": digest,
+    }, where=f"{folder}: extra")
+    manifest.write(tmp)
+    if check is not None:
+        manifest = dataclasses.replace(manifest, **check(tmp))
+        manifest.write(tmp)
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -130,5 +140,5 @@ def build_artifact(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, folder)
-    log.info("serving artifact %s: %d items, model %s", folder, len(ids), manifest["model_version"])
+    log.info("serving artifact %s: %d items, model %s", folder, len(ids), manifest.model_version)
     return folder

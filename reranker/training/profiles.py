@@ -105,10 +105,6 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-STAGES = ("bm25", "teacher", "teacher_mix", "labels", "query_encoder", "graph", "faiss", "berm", "berm_no_k_order",
-          "berm_o", "dev_check", "evaluate")
-
-
 def _parse(kind: str, key: str, raw: str) -> object:
     """One KEY=VALUE setting parsed as its dataclass field's type (`kind`, the annotation's text)."""
     try:
