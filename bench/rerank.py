@@ -106,13 +106,16 @@ def synthetic_workload(products: int, queries: int, candidates: int, seed: int =
 
 def tiny_artifact(workload: Workload, folder: Path) -> Path:
     """A tiny BERM-O artifact over the workload's products and queries; reused when already built."""
+    from common.artifacts import ManifestError, ServingManifest
     from reranker.serving.online import REQUIRED
     from tests.tiny_artifact import build_tiny_artifact
 
-    manifest = folder / "manifest.json"
-    complete = all((folder / name).is_file() for name in REQUIRED)  # one of an older format is rebuilt
-    if complete and json.loads(manifest.read_text()).get("items") == len(workload.titles):
-        return folder
+    if all((folder / name).is_file() for name in REQUIRED):
+        try:
+            if ServingManifest.read(folder).items == len(workload.titles):
+                return folder
+        except ManifestError:  # one of an older format is rebuilt
+            pass
     return build_tiny_artifact(folder, workload.titles, workload.queries, seed=0)
 
 

@@ -68,13 +68,17 @@ class ServingManifest:
         return {f.metadata.get("key", f.name): f.name for f in dataclasses.fields(ServingManifest)}
 
     @classmethod
+    def refuse_unknown(cls, data: dict, where: str = "manifest") -> None:
+        unknown = sorted(set(data) - set(cls._keys()))
+        if unknown:
+            raise ManifestError(f"{where}: unknown manifest keys {', '.join(unknown)}")
+
+    @classmethod
     def from_dict(cls, data: object, where: str = "manifest") -> "ServingManifest":
         if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
             raise ManifestError(f"{where}: not a {ARTIFACT_FORMAT} artifact")
+        cls.refuse_unknown(data, where)
         keys = cls._keys()
-        unknown = sorted(set(data) - set(keys))
-        if unknown:
-            raise ManifestError(f"{where}: unknown manifest keys {', '.join(unknown)}")
         required = [f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         missing = [key for key in required if key not in data]

@@ -56,6 +56,22 @@ def test_artifact_records_its_versions(artifact, online):
     assert online.version == f"berm-o-2+{manifest['artifact_id']}"
 
 
+def test_the_artifacts_check_sees_it_whole_before_the_swap_and_its_fields_join_the_manifest(tmp_path):
+    from common.artifacts import ServingManifest
+
+    seen = []
+
+    def check(built):
+        seen.append((built.name, OnlineReranker.load(built).version, (tmp_path / "serving").exists()))
+        return {"onnx_vs_torch_max_abs_diff": 0.25}
+
+    folder = build_tiny_artifact(tmp_path / "serving", TITLES, QUERIES, seed=3, check=check)
+    manifest = ServingManifest.read(folder)
+    assert seen == [("serving.building", manifest.version, False)]
+    assert manifest.onnx_vs_torch_max_abs_diff == 0.25 and manifest.profile == "tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["serving"]
+
+
 def test_one_score_per_candidate_in_input_order_and_parts_add_up(online):
     out = online.rerank("cordless drill", candidates(), explain=True)
     assert [s.product_id for s in out.scored] == list(TITLES) and out.unscored == []

@@ -65,6 +65,7 @@ def build_artifact(
     from tqdm import tqdm
 
     folder = Path(folder)
+    ServingManifest.refuse_unknown(extra or {}, f"{folder}: extra")  # before the minutes of building
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
