@@ -149,6 +149,7 @@ def demo(
     port: Annotated[Optional[int], typer.Option(help="The page's port (default: SHOPSEARCH_WEB_PORT, 8080).")] = None,
     prepare_only: Annotated[bool, typer.Option(help="Index, split and train only; start no process (docker-compose's setup).")] = False,
     replicas: Annotated[Optional[int], typer.Option(min=1, max=16, help="Reranker processes on consecutive ports from SHOPSEARCH_RERANK_PORT (default: SHOPSEARCH_RERANK_REPLICAS, 1).")] = None,
+    upgrade: Annotated[bool, typer.Option(help="Then train the bigger profile (SHOPSEARCH_UPGRADE_PROFILE, full: about an hour) in the background and roll it into the replicas if it beats the served model on dev (`shopsearch upgrade`).")] = False,
 ) -> None:
     """The whole stack in one command, then the page's URL.
 
@@ -159,7 +160,7 @@ def demo(
     from searchstack.demo import run_demo
 
     run_demo(load_settings(web_port=port, demo_profile=profile, rerank_replicas=replicas), fmt.value, path, train,
-             console, prepare_only)
+             console, prepare_only, upgrade)
 
 
 ProfileOpt = Annotated[str, typer.Option(help="quick (minutes: demo, CI), small-shop (200 labeled queries, the "
@@ -343,6 +344,30 @@ def serve(
 
     run_until_signal(server, on_ready=ready)
     err_console.print("stopped")
+
+
+@app.command()
+@one_line_errors
+def upgrade(
+    profile: Annotated[Optional[str], typer.Option(help="The profile to train (default: SHOPSEARCH_UPGRADE_PROFILE, full).")] = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """Train a profile (resuming its run), then roll its model into the demo's replicas, one at a
+    time, when its dev NDCG@10 beats the served model's; `shopsearch demo --upgrade` runs this in
+    the background."""
+    from searchstack.upgrade import roll_in_if_better
+
+    settings = load_settings(es_url=es_url)
+    chosen = profile or settings.upgrade_profile
+    from reranker.training.pipeline import LOGGERS
+
+    for name in LOGGERS:  # stage names and what each stage found, as progress
+        logging.getLogger(name).setLevel(logging.INFO)
+    run = _pipeline_factory(chosen, fmt, path, es_url)({})
+    run.run()
+    console.print(roll_in_if_better(settings, run.layout.serving).line(), highlight=False)
 
 
 @app.command()
@@ -572,9 +597,12 @@ def stop(
 ) -> None:
     """End what `shopsearch demo` started: the page, the reranker and the local Elasticsearch node."""
     from searchstack.stack import RERANKER, WEB, Stack
+    from searchstack.upgrade import UPGRADE
 
     settings = load_settings()
     stack = Stack(settings.stack_dir)
+    if stack.stop(UPGRADE):  # a background training (`demo --upgrade`) resumes where it stopped
+        console.print(f"{UPGRADE}: stopped (its run resumes with `shopsearch upgrade`)")
     for name in (WEB, *(stack.replicas() or [RERANKER])):
         console.print(f"{name}: {'stopped' if stack.stop(name) else 'was not running'}")
     if settings.es_url is None and not keep_es:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # `shopsearch demo` / `stop`: background processes, their pid files and logs.
     stack_dir: Path = PROJECT_ROOT / "var" / "stack"
     demo_profile: str = "quick"  # trained if no artifact is there yet
+    # `demo --upgrade` / `upgrade`: trained in the background, rolled in when better on dev
+    upgrade_profile: str = "full"
+    upgrade_pause_s: float = Field(1.0, ge=0)  # between replicas in the rolling reload
     demo_eval_depth: int = Field(100, ge=10)  # BM25 candidates per query in the demo's first BM25 figures
     demo_reranker_start_timeout_s: float = Field(300.0, gt=0)  # loading the model (and warm-up)
     demo_web_start_timeout_s: float = Field(180.0, gt=0)  # the page reads the catalog first
