@@ -155,6 +155,18 @@ class RunLayout:
         """A student's folder: one of STUDENTS."""
         return self.root / name
 
+    @property
+    def berm(self) -> Path:
+        return self.student("berm")
+
+    @property
+    def berm_no_k_order(self) -> Path:
+        return self.student("berm_no_k_order")
+
+    @property
+    def berm_o(self) -> Path:
+        return self.student("berm_o")
+
     # files, in the order the stages write them
     @property
     def stages(self) -> Path:

@@ -57,9 +57,9 @@ def rankers(ctx: RunContext, queries: list[str]) -> Rankers:
                                       | {p for g in ctx.grades(queries).values() for p in g}), ctx.item_store)
     bi_encoder = BiEncoderRanker(encoder, ctx.item_store)
     found = Rankers(BM25Ranker(), bi_encoder, TeacherRanker(ctx.fast_teacher(), bi_encoder),
-                    [StudentRanker("BERM", Berm.load(ctx.layout.student("berm")), builder)])
-    if ctx.layout.student("berm_no_k_order").is_dir() and ctx.profile.k_order_ablation:
-        found.students.append(StudentRanker("BERM without k-order", Berm.load(ctx.layout.student("berm_no_k_order")),
+                    [StudentRanker("BERM", Berm.load(ctx.layout.berm), builder)])
+    if ctx.layout.berm_no_k_order.is_dir() and ctx.profile.k_order_ablation:
+        found.students.append(StudentRanker("BERM without k-order", Berm.load(ctx.layout.berm_no_k_order),
                                             builder))
     found.students.append(OnlineRanker(OnlineReranker.load(ctx.layout.serving)))
     if ctx.tuned_encoder is not None:  # the tuned query encoder alone, against the same item vectors

@@ -148,7 +148,7 @@ def student(ctx: RunContext, name: str, use_k_order: bool) -> None:
 def berm_o(ctx: RunContext) -> None:
     """BERM-O distilled from BERM's scores, then the serving artifact (ONNX + precomputed contexts)."""
     vocab = Vocab.load(ctx.layout.vocab)
-    teacher_model = Berm.load(ctx.layout.student("berm"))
+    teacher_model = Berm.load(ctx.layout.berm)
 
     def berm_scores(group):
         with torch.inference_mode():
@@ -157,7 +157,7 @@ def berm_o(ctx: RunContext) -> None:
     model = BermO(BermOConfig(vocab_size=len(vocab), use_cosine=ctx.profile.use_cosine,
                               use_tuned_query=ctx.profile.query_encoder, word_init=ctx.profile.word_init))
     done = _distil(ctx, model, vocab, berm_scores, hard_label_weight=0.0)
-    model.save(ctx.layout.student("berm_o"), done.record, vocab)
+    model.save(ctx.layout.berm_o, done.record, vocab)
 
     def gap(built: Path) -> dict:  # on the built artifact, before the swap: serving/ changes once
         return {"onnx_vs_torch_max_abs_diff": _onnx_gap(ctx, built, done.scorer)}
