@@ -62,6 +62,8 @@ def _digest(*parts: object) -> str:
 
 @dataclass
 class Pipeline(RunContext):
+    """A run: its context, and the stages of STAGES run in order, each skipped when up to date."""
+
     timings: dict[str, float] = field(default_factory=dict)
     evaluation: Evaluation | None = None  # set when this run's evaluate stage ran (not when up to date)
 

@@ -49,6 +49,9 @@ def read_queries(path: Path) -> dict[str, str]:
 
 @dataclass
 class RunContext:
+    """One run folder and what its stages read: the query samples (train, dev, test and the
+    teacher's), texts and titles, the files by name (`layout`), and loads made once per run."""
+
     catalog: Catalog
     split: QuerySplit
     es: Elasticsearch
