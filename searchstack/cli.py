@@ -252,6 +252,37 @@ def pipeline(
     _print_dev_check(run.root)
 
 
+@app.command("k-order")
+@one_line_errors
+def k_order(
+    profile: ProfileOpt = "quick",
+    overrides: SetOpt = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """What the k-order part has to work with on a trained run's test queries: how close its click
+    graph's queries are to them, and how relevant the neighbours they borrow are."""
+    from indexer.embeddings import embed, load_bi_encoder
+    from indexer.faiss_store import VectorStore
+    from indexer.graph import ClickGraph
+    from reranker.graph.neighbors import NeighborSampler
+    from reranker.training.k_order_report import k_order_coverage
+
+    run = _pipeline_factory(profile, fmt, path, es_url)(_overrides(overrides, None))
+    graph_file = run.root / "graph.json"
+    if not graph_file.is_file():
+        raise PipelineError(f"{graph_file}: no click graph yet; run the pipeline through its faiss stage first")
+    sampler = NeighborSampler(ClickGraph.load(graph_file), per_path=run.profile.per_path, seed=run.profile.seed)
+    vectors = dict(zip(run.test_q, embed(load_bi_encoder(), [run.texts[q] for q in run.test_q], progress=False)))
+    top = run.bm25_top()
+    candidates = {q: list(top.get(q, {}))[: run.profile.bm25_depth] for q in run.test_q}
+    found = k_order_coverage(sampler, VectorStore.load(run.root, "query_store"), vectors, candidates,
+                             run.catalog.judgments_by_query())
+    for line in found.lines():
+        console.print(line, highlight=False)
+
+
 @app.command()
 @one_line_errors
 def ablation(
