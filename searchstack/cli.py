@@ -319,12 +319,13 @@ def loop_curve(
 
     def show(point) -> None:
         if not printed:
-            console.print(header, highlight=False)
+            console.print(header, highlight=False, soft_wrap=True)
         printed.append(point)
         cells = "  ".join(f"{point.ndcg[m]:.4f}" + (f" (p {point.p_vs_teacher_graph[m]:.3g})" if point.sessions else
                                                      " (teacher-built graph)") for m in MODELS)
         console.print(f"{point.sessions:>8,}  {point.clicks:>6,}  {point.log_edges:>9,}  {point.graph_edges:>11,}  "
-                      f"{point.queries_covered:>10,} of {point.train_queries:<10,} {cells}", highlight=False)
+                      f"{point.queries_covered:>10,} of {point.train_queries:<10,} {cells}", highlight=False,
+                      soft_wrap=True)
 
     points = run_curve(make, volumes, ClickModel(kind=model), seed=seed, interleave_share=interleave_share,
                        page_size=settings.web.page_size, on_point=show)
@@ -511,12 +512,13 @@ def abtest_report(
     from dataclasses import asdict
 
     from es_config.events import read_events
-    from evaluation.interleaving import ARMS, compare, outcomes_of
+    from evaluation.interleaving import arms_of, compare, outcomes_of
 
     settings = load_settings(es_url=es_url)
+    arms = arms_of(settings.web.interleave_target is not None)  # against a second model version, else BM25
     events = read_events(stackapp.connect_es(settings), settings.web.events.index_prefix)
-    verdict = compare(outcomes_of(events, ARMS), ARMS, seed=seed)
-    a, b = ARMS
+    verdict = compare(outcomes_of(events, arms), arms, seed=seed)
+    a, b = arms
     if not verdict.impressions:
         console.print(f"no interleaved impression with a click in {settings.web.events.index_prefix}-* yet")
     else:

@@ -40,7 +40,7 @@ from reranker.serving.online import OnlineReranker
 from reranker.training.errors import PipelineError
 from reranker.training.pipeline import Pipeline
 
-__all__ = ["CurvePoint", "MODELS", "run_curve", "shown_lists"]
+__all__ = ["CurvePoint", "MODELS", "run_curve", "shown_lists", "write_logs_graph"]
 
 MODELS = ("BERM", "BERM-O (ONNX)")  # the rows of each run that the curve compares
 TEACHER_GRAPH = "teacher-built graph"
@@ -76,7 +76,7 @@ def shown_lists(run: Pipeline, depth: int | None = None) -> dict[str, ShownLists
     return out
 
 
-def _logged_graph(events: list[dict], run: Pipeline, path: Path) -> int:
+def write_logs_graph(events: list[dict], run: Pipeline, path: Path) -> int:
     """The position-bias corrected graph of these events (as `shopsearch logs export --graph`), saved
     at `path`; how many train queries it covers."""
     query_ids = {query_key(run.texts[q]): q for q in sorted(run.train_q)}
@@ -130,7 +130,7 @@ def run_curve(make_pipeline: Callable[[dict[str, str]], Pipeline], volumes: Sequ
     for volume in volumes:
         events = [e for session in sessions[:volume] for e in session]
         path = folder / f"{base.root.name}-logs-{model.kind}-s{volume}-seed{seed}.json"
-        covered = _logged_graph(events, base, path)
+        covered = write_logs_graph(events, base, path)
         run = make_pipeline({"graph_file": str(path), "k_order_ablation": "false"})
         run.run(until="berm_o")
         label = f", logs of {volume:,} sessions"
