@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -512,7 +512,7 @@ class SearchService:
         other = self._via_service(query, hits, send_text, deadline, self.challenger)
         return other if other.status == "reranked" else None
 
-    def _interleaved(self, outcome: Outcome, rng: random.Random, challenger) -> Outcome:
+    def _interleaved(self, outcome: Outcome, rng: random.Random, challenger: Callable[[], Outcome | None]) -> Outcome:
         """The model's order team-drafted, for `interleave_share` of the draws, with the challenger
         model's (`challenger()`, asked only then) when one is set, else with BM25's; as it was when
         not drawn, or when the challenger does not answer (the search stays the served model's)."""
