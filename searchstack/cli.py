@@ -293,10 +293,13 @@ def loop_curve(
     path: PathOpt = None,
     es_url: UrlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the curve here.")] = None,
+    train: Annotated[bool, typer.Option(
+        "--train/--no-train", help="Retrain and test at each volume (minutes each), or print the graph columns only.")] = True,
 ) -> None:
     """The click graph grown from simulated logs of the profile's train queries, retrained on (graph and
     later stages) and tested, against the teacher-built graph's run, as the log volume grows
-    (reranker/training/loop_curve.py). Each volume trains a BERM and a BERM-O."""
+    (reranker/training/loop_curve.py). Each volume trains a BERM and a BERM-O; graph NDCG@10: each train query's
+    graph neighbors by edge weight against its grades."""
     import json
     from dataclasses import asdict
 
@@ -313,22 +316,22 @@ def loop_curve(
         raise typer.BadParameter("volumes are whole numbers of sessions, at least 1", param_hint="--sessions")
     make = _pipeline_factory(profile, fmt, path, es_url)
     settings = load_settings(es_url=es_url)
-    header = "sessions  clicks  log edges  graph edges  train queries covered  " + "  ".join(
-        f"{m} NDCG@10 (p vs teacher graph)" for m in MODELS)
+    header = ("sessions  clicks  log edges  graph edges  train queries covered  graph NDCG@10"
+              + "".join(f"  {m} NDCG@10 (p vs teacher graph)" for m in MODELS if train))
     printed = []
 
     def show(point) -> None:
         if not printed:
             console.print(header, highlight=False, soft_wrap=True)
         printed.append(point)
-        cells = "  ".join(f"{point.ndcg[m]:.4f}" + (f" (p {point.p_vs_teacher_graph[m]:.3g})" if point.sessions else
-                                                     " (teacher-built graph)") for m in MODELS)
+        cells = "".join(f"  {point.ndcg[m]:.4f}" + (f" (p {point.p_vs_teacher_graph[m]:.3g})" if point.sessions else
+                                                     " (teacher-built graph)") for m in MODELS if train)
         console.print(f"{point.sessions:>8,}  {point.clicks:>6,}  {point.log_edges:>9,}  {point.graph_edges:>11,}  "
-                      f"{point.queries_covered:>10,} of {point.train_queries:<10,} {cells}", highlight=False,
-                      soft_wrap=True)
+                      f"{point.queries_covered:>10,} of {point.train_queries:<10,} {point.graph_ndcg:>6.4f}{cells}",
+                      highlight=False, soft_wrap=True)
 
     points = run_curve(make, volumes, ClickModel(kind=model), seed=seed, interleave_share=interleave_share,
-                       page_size=settings.web.page_size, on_point=show)
+                       page_size=settings.web.page_size, train=train, on_point=show)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"profile": profile, "model": model, "seed": seed,

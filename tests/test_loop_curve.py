@@ -16,7 +16,7 @@ from frontend.events import parse_batch
 from indexer.graph import ClickGraph
 from indexer.splits import QuerySplit
 from reranker.training.labeling import LabeledPairs
-from reranker.training.loop_curve import shown_lists, write_logs_graph
+from reranker.training.loop_curve import graph_ndcg, shown_lists, write_logs_graph
 from reranker.training.pipeline import Pipeline
 from reranker.training.profiles import PROFILES, run_name, with_overrides
 from searchstack.cli import app
@@ -93,6 +93,13 @@ def test_the_logs_graph_follows_the_grades_and_the_variant_run_trains_on_it(base
     assert all(edges[pair] == w for pair, w in logged.items())  # the logs' weights, not the teacher's
     source = json.loads((variant.root / "graph_source.json").read_text())
     assert source["edges_from_logs"] == len(logged) and str(path) in source["built_from"]
+
+
+def test_graph_ndcg_orders_each_train_querys_neighbors_by_edge_weight() -> None:
+    grades = {"q1": {"a": 2.0, "b": 1.0}, "q2": {"c": 2.0}, "q3": {"d": 0.0}}  # q3: no positive grade, left out
+    assert graph_ndcg(ClickGraph.from_edges([("q1", "a", 0.9), ("q1", "b", 0.5), ("q2", "c", 0.3)]), grades) == 1.0
+    # q1 upside down (1 + 2 / log2 3 over 2 + 1 / log2 3), q2 without an edge: 0
+    assert graph_ndcg(ClickGraph.from_edges([("q1", "a", 0.1), ("q1", "b", 0.5)]), grades) == pytest.approx(0.4299, abs=1e-4)
 
 
 def test_the_curve_refuses_volumes_that_are_not_sessions() -> None:

@@ -20,12 +20,15 @@ For the profile's run (trained up to BERM-O first, or reused) and each volume of
    with paired t-tests (end to end NDCG@10) against the teacher-graph run's same model.
 
 Volumes are nested: the first 1,000 sessions of the 4,000 are the 1,000 (one seeded stream).
+
+Each point also says how well the graph itself orders the train queries' products (`graph_ndcg`:
+each train query's graph neighbors by edge weight, NDCG@10 against its grades), which costs no
+training: `train=False` gives the curve's graph columns alone, in seconds.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +38,15 @@ from evaluation.click_simulator import ClickModel, ShownLists, simulated_events
 from evaluation.rankers import BM25Ranker
 from evaluation.runner import EvalResult, evaluate_rankers
 from evaluation.significance import paired_tests
-from indexer.click_logs import estimate_pbm, graph_from_position_counts, position_counts, query_key
+from evaluation.ndcg import ndcg_at
+from indexer.click_logs import (estimate_pbm, graph_from_position_counts, position_counts, query_key,
+                                with_teacher_edges)
+from indexer.graph import ClickGraph
 from reranker.serving.online import OnlineReranker
 from reranker.training.errors import PipelineError
 from reranker.training.pipeline import Pipeline
 
-__all__ = ["CurvePoint", "MODELS", "run_curve", "shown_lists", "write_logs_graph"]
+__all__ = ["CurvePoint", "MODELS", "graph_ndcg", "run_curve", "shown_lists", "write_logs_graph"]
 
 MODELS = ("BERM", "BERM-O (ONNX)")  # the rows of each run that the curve compares
 TEACHER_GRAPH = "teacher-built graph"
@@ -54,8 +60,9 @@ class CurvePoint:
     graph_edges: int  # all edges of the train queries' graph (logged + teacher-built for the rest)
     queries_covered: int  # train queries with at least one logged edge
     train_queries: int
-    run: str  # the run folder's name
-    ndcg: dict[str, float]  # model -> test end to end NDCG@10
+    graph_ndcg: float  # train queries' graph neighbors by edge weight, mean NDCG@10 against their grades
+    run: str  # the run folder's name ("" when not trained)
+    ndcg: dict[str, float]  # model -> test end to end NDCG@10 (empty when not trained)
     p_vs_teacher_graph: dict[str, float]  # model -> paired t-test p against the teacher-graph run's model
 
 
@@ -88,24 +95,31 @@ def write_logs_graph(events: list[dict], run: Pipeline, path: Path) -> int:
     return len({q for q, _, _ in graph.edges() if q in train})
 
 
+def graph_ndcg(graph: ClickGraph, grades: dict[str, dict[str, float]]) -> float:
+    """Mean NDCG@10 of each graded query's graph neighbors ordered by edge weight (a query without an
+    edge scores 0; queries without a positive grade are left out)."""
+    scores = []
+    for q, graded in sorted(grades.items()):
+        order = [p for p, _ in sorted(graph.items_of(q), key=lambda e: (-e[1], e[0]))] if graph.has_query(q) else []
+        score = ndcg_at(order, graded, 10)
+        if score is not None:
+            scores.append(score)
+    return sum(scores) / len(scores) if scores else float("nan")
+
+
 def _evaluate(run: Pipeline, label: str) -> EvalResult:
     rankers = [BM25Ranker(), *run.student_rankers(run.test_q, label)]
     return evaluate_rankers(run.es, run.alias, run.catalog, run.test_q, rankers, side="test",
                             split_id=run.split.split_id, depth=run.profile.bm25_depth)
 
 
-def _graph_edges(run: Pipeline) -> tuple[int, int]:
-    """(all edges, edges from the logs) of the run's train graph, as its graph stage recorded them."""
-    source = json.loads((run.root / "graph_source.json").read_text())
-    return source["edges"], source["edges_from_logs"]
-
-
 def run_curve(make_pipeline: Callable[[dict[str, str]], Pipeline], volumes: Sequence[int], model: ClickModel,
-              seed: int = 0, interleave_share: float = 0.5, page_size: int = 10,
+              seed: int = 0, interleave_share: float = 0.5, page_size: int = 10, train: bool = True,
               on_point: Callable[[CurvePoint], None] | None = None) -> list[CurvePoint]:
     """The teacher-graph run's point (sessions 0), then one point per volume of simulated sessions
     (ascending). `make_pipeline(overrides)` gives the profile's pipeline with those overrides;
-    `on_point` sees each point as it is measured (a point costs a BERM and a BERM-O training)."""
+    `on_point` sees each point as it is measured (a trained point costs a BERM and a BERM-O training;
+    `train=False`: the graph columns only)."""
     volumes = sorted(set(volumes))
     if not volumes or volumes[0] < 1:
         raise PipelineError("the curve needs one or more volumes of at least 1 session")
@@ -113,11 +127,13 @@ def run_curve(make_pipeline: Callable[[dict[str, str]], Pipeline], volumes: Sequ
     if base.profile.graph_file:
         raise PipelineError("the curve's base run must build its graph from the teacher (no graph_file)")
     base.run(until="berm_o")
-    base_result = _evaluate(base, f", {TEACHER_GRAPH}")
+    teacher_graph = ClickGraph.load(base.root / "graph.json")
+    grades = {q: g for q, g in base.catalog.judgments_by_query().items() if q in set(base.train_q)}
     names = {m: f"{m}, {TEACHER_GRAPH}" for m in MODELS}
-    row = {r.name: r for r in base_result.rows}
-    first = CurvePoint(0, 0, 0, _graph_edges(base)[0], 0, len(base.train_q), base.root.name,
-                       {m: row[names[m]].end_to_end["ndcg@10"] for m in MODELS}, {})
+    base_result = _evaluate(base, f", {TEACHER_GRAPH}") if train else None
+    row = {r.name: r for r in base_result.rows} if train else {}
+    first = CurvePoint(0, 0, 0, teacher_graph.num_edges, 0, len(base.train_q), graph_ndcg(teacher_graph, grades),
+                       base.root.name, {m: row[names[m]].end_to_end["ndcg@10"] for m in MODELS} if train else {}, {})
     points = [first]
     if on_point:
         on_point(first)
@@ -127,22 +143,28 @@ def run_curve(make_pipeline: Callable[[dict[str, str]], Pipeline], volumes: Sequ
     sessions = simulated_events(lists, model, volumes[-1], seed=seed, page_size=page_size,
                                 interleave_share=interleave_share)
     folder = base.root.parent / "loop-curve"
+    train_q = set(base.train_q)
     for volume in volumes:
         events = [e for session in sessions[:volume] for e in session]
         path = folder / f"{base.root.name}-logs-{model.kind}-s{volume}-seed{seed}.json"
         covered = write_logs_graph(events, base, path)
-        run = make_pipeline({"graph_file": str(path), "k_order_ablation": "false"})
-        run.run(until="berm_o")
-        label = f", logs of {volume:,} sessions"
-        result = _evaluate(run, label)
-        merged = dataclasses.replace(base_result, rows=base_result.rows + [r for r in result.rows if r.name != BM25Ranker.name])
-        tests = paired_tests(merged, [], pairs=[(m + label, names[m]) for m in MODELS])
-        by_name = {r.name: r for r in merged.rows}
-        edges, log_edges = _graph_edges(run)
-        point = CurvePoint(volume, sum(e["type"] == "click" for e in events), log_edges, edges, covered,
-                           len(base.train_q), run.root.name,
-                           {m: by_name[m + label].end_to_end["ndcg@10"] for m in MODELS},
-                           {m: tests[m + label][f"vs {names[m]}"]["e2e ndcg@10"] for m in MODELS})
+        logged = ClickGraph.from_edges([e for e in ClickGraph.load(path).edges() if e[0] in train_q])
+        merged = with_teacher_edges(logged, teacher_graph)  # the graph the variant's graph stage builds
+        ndcg, p_values, folder_name = {}, {}, ""
+        if train:
+            run = make_pipeline({"graph_file": str(path), "k_order_ablation": "false"})
+            run.run(until="berm_o")
+            label = f", logs of {volume:,} sessions"
+            result = _evaluate(run, label)
+            together = dataclasses.replace(base_result, rows=base_result.rows + [
+                r for r in result.rows if r.name != BM25Ranker.name])
+            tests = paired_tests(together, [], pairs=[(m + label, names[m]) for m in MODELS])
+            rows = {r.name: r for r in together.rows}
+            ndcg = {m: rows[m + label].end_to_end["ndcg@10"] for m in MODELS}
+            p_values = {m: tests[m + label][f"vs {names[m]}"]["e2e ndcg@10"] for m in MODELS}
+            folder_name = run.root.name
+        point = CurvePoint(volume, sum(e["type"] == "click" for e in events), logged.num_edges, merged.num_edges,
+                           covered, len(base.train_q), graph_ndcg(merged, grades), folder_name, ndcg, p_values)
         points.append(point)
         if on_point:
             on_point(point)
