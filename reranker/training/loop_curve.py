@@ -35,10 +35,10 @@ from pathlib import Path
 
 from common.results import Candidate
 from evaluation.click_simulator import ClickModel, ShownLists, simulated_events
+from evaluation.ndcg import ndcg_at
 from evaluation.rankers import BM25Ranker
 from evaluation.runner import EvalResult, evaluate_rankers
 from evaluation.significance import paired_tests
-from evaluation.ndcg import ndcg_at
 from indexer.click_logs import (estimate_pbm, graph_from_position_counts, position_counts, query_key,
                                 with_teacher_edges)
 from indexer.graph import ClickGraph
