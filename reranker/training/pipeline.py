@@ -609,10 +609,7 @@ class Pipeline:
         from evaluation.rankers import BM25Ranker
 
         encoder = load_bi_encoder()
-        builder = self._context("graph.json", encoder)
-        top = self.bm25_top()
-        builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
-                                          | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
+        builder = self._warm_context(queries, encoder)
         bi_encoder = BiEncoderRanker(encoder, self._stores[1])
         rankers = [BM25Ranker(), bi_encoder, TeacherRanker(self._fast_teacher(), bi_encoder),
                    StudentRanker("BERM", Berm.load(self.root / "berm"), builder)]
@@ -622,6 +619,23 @@ class Pipeline:
         if self._tuned_encoder is not None:  # the tuned query encoder alone, against the same item vectors
             rankers.append(BiEncoderRanker(self._tuned_encoder, self._stores[1], name=TUNED_BI_ENCODER))
         return rankers
+
+    def _warm_context(self, queries: list[str], encoder) -> ContextBuilder:
+        """The whole graph's context builder, its neighbors of these queries' candidates sampled."""
+        builder = self._context("graph.json", encoder)
+        top = self.bm25_top()
+        builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
+                                          | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
+        return builder
+
+    def student_rankers(self, queries: list[str], label: str = "") -> list:
+        """This run's BERM and BERM-O as rankers of these queries (named "BERM" and "BERM-O (ONNX)",
+        plus `label`), without the teacher and the references `evaluate` adds."""
+        from reranker.training.rankers import OnlineRanker, StudentRanker
+
+        builder = self._warm_context(queries, load_bi_encoder())
+        return [StudentRanker("BERM" + label, Berm.load(self.root / "berm"), builder),
+                OnlineRanker(OnlineReranker.load(self.root / "serving"), name="BERM-O (ONNX)" + label)]
 
     def dev_check(self) -> None:
         """Guard rail: every trained model against BM25 and the zero-shot bi-encoder on dev (end to end
