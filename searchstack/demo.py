@@ -259,8 +259,10 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
                         settings.web.example_pool)
     config = settings.web
     link = RerankerLink(settings.resolved_rerank_target, balancing=settings.rerank.balancing)
+    # two model versions side by side: the challenger's own service, asked for interleaved searches only
+    challenger = RerankerLink(config.interleave_target) if config.interleave_target else None
     service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
-                            es_url=settings.resolved_es_url, alias=settings.index_alias)
+                            es_url=settings.resolved_es_url, alias=settings.index_alias, challenger=challenger)
     examples = Examples(service, pool, settings.web.examples).start()
     events = None
     if config.events.enabled:  # behaviour logging: its own client, so a slow events index never holds a search
@@ -280,4 +282,6 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
         if events is not None:
             events.stop()
         link.close()
+        if challenger is not None:
+            challenger.close()
     err_console.print("stopped")

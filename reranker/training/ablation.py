@@ -45,7 +45,7 @@ def run_ablation(make_pipeline: Callable[[dict[str, str]], Pipeline], parts: lis
         run = make_pipeline({**overrides, "k_order_ablation": "false"})
         run.run(until="berm_o")
         runs[name] = run
-    rankers = [BM25Ranker()] + [OnlineRanker(OnlineReranker.load(run.root / "serving"), name=name)
+    rankers = [BM25Ranker()] + [OnlineRanker(OnlineReranker.load(run.layout.serving), name=name)
                                 for name, run in runs.items()]
     result = evaluate_rankers(base.es, base.alias, base.catalog, base.test_q, rankers, side="test",
                               split_id=base.split.split_id, depth=base.profile.bm25_depth)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from common.artifacts import STUDENTS, ServingManifest, model_manifest
 from evaluation.runner import EvalResult
 from indexer.embeddings import load_bi_encoder
+from reranker.graph.context import ContextBuilder
 from reranker.models.berm import Berm
 from reranker.serving.online import OnlineReranker
 from reranker.training.run import RunContext
@@ -51,10 +52,7 @@ def rankers(ctx: RunContext, queries: list[str]) -> Rankers:
                                            TeacherRanker)
 
     encoder = load_bi_encoder()
-    builder = ctx.context_builder(ctx.layout.graph, encoder)
-    top = ctx.bm25_top()
-    builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
-                                      | {p for g in ctx.grades(queries).values() for p in g}), ctx.item_store)
+    builder = _warm_context(ctx, queries, encoder)
     bi_encoder = BiEncoderRanker(encoder, ctx.item_store)
     found = Rankers(BM25Ranker(), bi_encoder, TeacherRanker(ctx.fast_teacher(), bi_encoder),
                     [StudentRanker("BERM", Berm.load(ctx.layout.berm), builder)])
@@ -65,6 +63,25 @@ def rankers(ctx: RunContext, queries: list[str]) -> Rankers:
     if ctx.tuned_encoder is not None:  # the tuned query encoder alone, against the same item vectors
         found.students.append(BiEncoderRanker(ctx.tuned_encoder, ctx.item_store, name=TUNED_BI_ENCODER))
     return found
+
+
+def _warm_context(ctx: RunContext, queries: list[str], encoder) -> ContextBuilder:
+    """The whole graph's context builder, its neighbors of these queries' candidates sampled."""
+    builder = ctx.context_builder(ctx.layout.graph, encoder)
+    top = ctx.bm25_top()
+    builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
+                                      | {p for g in ctx.grades(queries).values() for p in g}), ctx.item_store)
+    return builder
+
+
+def student_rankers(ctx: RunContext, queries: list[str], label: str = "") -> list:
+    """This run's BERM and BERM-O as rankers of these queries (named "BERM" and "BERM-O (ONNX)",
+    plus `label`), without the teacher and the references `evaluate` adds."""
+    from reranker.training.rankers import OnlineRanker, StudentRanker
+
+    builder = _warm_context(ctx, queries, load_bi_encoder())
+    return [StudentRanker("BERM" + label, Berm.load(ctx.layout.berm), builder),
+            OnlineRanker(OnlineReranker.load(ctx.layout.serving), name="BERM-O (ONNX)" + label)]
 
 
 def dev_check(ctx: RunContext) -> None:

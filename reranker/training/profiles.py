@@ -146,6 +146,8 @@ def with_overrides(profile: Profile, overrides: dict[str, str]) -> Profile:
 
 def run_name(profile: Profile, overrides: dict[str, str]) -> str:
     """The run's folder name: the profile's, plus its overrides (`quick+use_cosine=False`); a
-    teacher to start from is named by its run folder (`small-shop+teacher_from=home-depot-quick`)."""
-    shown = {k: Path(v).parent.name if k == "teacher_from" else v for k, v in overrides.items()}
+    teacher to start from is named by its run folder (`small-shop+teacher_from=home-depot-quick`),
+    a graph file by its name without the suffix (`small-shop+graph_file=logs-pbm-s1000-seed0`)."""
+    short = {"teacher_from": lambda v: Path(v).parent.name, "graph_file": lambda v: Path(v).stem}
+    shown = {k: short[k](v) if k in short and v.lower() != "none" else v for k, v in overrides.items()}
     return "+".join([profile.name, *(f"{k}={v}" for k, v in sorted(shown.items()))])
