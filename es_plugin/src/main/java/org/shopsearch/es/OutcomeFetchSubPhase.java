@@ -52,8 +52,11 @@ final class OutcomeFetchSubPhase implements FetchSubPhase {
 
             @Override
             public void process(HitContext hit) {
+                long began = System.nanoTime();
                 Outcome o = rescorer.outcomes().get(reader, query, hit.hit().docId());
                 hit.hit().setDocumentField(FIELD, new DocumentField(FIELD, List.of(asMap(o))));
+                RerankerLink link = rescorer.link();
+                if (link != null) link.timings.add(Timings.FETCH_HIT, System.nanoTime() - began);
             }
 
             @Override
