@@ -222,13 +222,15 @@ public final class ShopsearchRescorer implements Rescorer {
         int maxChars = link.maxTextChars();
         // Stored fields are compressed in blocks of neighbouring documents: read them in doc id
         // order, so each block is decompressed once rather than once per hit in BM25 order.
-        Integer[] byDoc = new Integer[window];
-        for (int i = 0; i < window; i++) byDoc[i] = i;
-        Arrays.sort(byDoc, (a, b) -> Integer.compare(docs[a].doc, docs[b].doc));
+        // (doc id, window position) packed in one long: a primitive sort, no boxing
+        long[] byDoc = new long[window];
+        for (int i = 0; i < window; i++) byDoc[i] = ((long) docs[i].doc << 32) | i;
+        Arrays.sort(byDoc);
         String[] ids = new String[window];
         String[] texts = ctx.sendText ? new String[window] : null;
         IdVisitor visitor = new IdVisitor(ctx.sendText);
-        for (int i : byDoc) {
+        for (long packed : byDoc) {
+            int i = (int) packed;
             visitor.reset();
             stored.document(docs[i].doc, visitor);
             if (visitor.id == null) throw new IllegalStateException("hit without an _id (doc " + docs[i].doc + ")");

@@ -23,6 +23,7 @@ public class TimingsTests {
         assertEquals(50.5, (double) call.get("mean_ms"), 1e-9);
         assertEquals(50.0, (double) call.get("p50_ms"), 1e-9);
         assertEquals(95.0, (double) call.get("p95_ms"), 1e-9);
+        assertEquals(1.0, (double) call.get("min_ms"), 1e-9);
         assertEquals(0L, timings.summary().get(Timings.MAP).get("count"));
         assertEquals(0.0, (double) timings.summary().get(Timings.MAP).get("p50_ms"), 0.0);
     }
