@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from searchstack import app
 from searchstack.settings import Settings
 from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
                                shopsearch_argv, web_answering)
-from searchstack.upgrade import UPGRADE, dev_ndcg, served_artifact
+from searchstack.upgrade import UPGRADE, dev_ndcg, link_current, served_artifact
 
 log = logging.getLogger(__name__)
 
@@ -88,20 +87,6 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     if summary:
         console.print(summary, highlight=False)
     return run.root / "serving"
-
-
-def link_current(settings: Settings, artifact: Path) -> Path:
-    """`<artifacts>/serving` -> the artifact the demo serves (docker-compose's reranker serves that path)."""
-    link = settings.artifacts_dir / "serving"
-    target = os.path.relpath(artifact.resolve(), settings.artifacts_dir.resolve())
-    if link.is_symlink() and os.readlink(link) == target:
-        return link
-    if link.is_symlink():
-        link.unlink()
-    elif link.exists():
-        return link  # a real folder someone put there: theirs, left alone
-    link.symlink_to(target, target_is_directory=True)
-    return link
 
 
 def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, console: Console,

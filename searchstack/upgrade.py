@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,20 @@ class Upgrade:
                 f"(dev NDCG@10 {self.candidate_dev:.4f}, was {shown})")
 
 
+def link_current(settings: Settings, artifact: Path) -> Path:
+    """`<artifacts>/serving` -> the artifact the demo serves (docker-compose's reranker serves that path)."""
+    link = settings.artifacts_dir / "serving"
+    target = os.path.relpath(artifact.resolve(), settings.artifacts_dir.resolve())
+    if link.is_symlink() and os.readlink(link) == target:
+        return link
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        return link  # a real folder someone put there: theirs, left alone
+    link.symlink_to(target, target_is_directory=True)
+    return link
+
+
 def roll_in_if_better(settings: Settings, candidate: Path) -> Upgrade:
     """Reload `candidate` (a serving artifact) on each of the demo's replicas in turn and point the
     `<artifacts>/serving` link at it, when its dev NDCG@10 beats the served artifact's.
@@ -62,7 +77,6 @@ def roll_in_if_better(settings: Settings, candidate: Path) -> Upgrade:
     Raises reranker.rolling.RollingReloadError when a replica does not take it (the link then still
     names the old model, so a restarted demo serves what the replicas served)."""
     from reranker.rolling import replica_addresses, rolling_reload
-    from searchstack.demo import link_current
 
     candidate = Path(candidate).resolve()
     served = served_artifact(settings)

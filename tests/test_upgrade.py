@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.console import Console
 
 from reranker.client import Candidate, RerankClient
-from searchstack.demo import link_current, start_replicas, start_upgrade
+from searchstack.demo import start_replicas, start_upgrade
 from searchstack.settings import Settings
 from searchstack.stack import Stack
-from searchstack.upgrade import dev_ndcg, roll_in_if_better, served_artifact
+from searchstack.upgrade import dev_ndcg, link_current, roll_in_if_better, served_artifact
 from tests.shop_page import ARTIFACT_QUERIES, TITLES
 from tests.test_cli import shopsearch
 from tests.test_stack import free_consecutive_ports
