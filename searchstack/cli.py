@@ -446,8 +446,8 @@ def upgrade(
     es_url: UrlOpt = None,
 ) -> None:
     """Train a profile (resuming its run), then roll its model into the demo's replicas, one at a
-    time, when its dev NDCG@10 beats the served model's; `shopsearch demo --upgrade` runs this in
-    the background."""
+    time, when its dev NDCG@10 beats the served model's (both scored on the run's dev queries);
+    `shopsearch demo --upgrade` runs this in the background."""
     from searchstack.upgrade import roll_in_if_better
 
     settings = load_settings(es_url=es_url)
@@ -455,7 +455,8 @@ def upgrade(
     logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
     run = _pipeline_factory(chosen, fmt, path, es_url)({})
     run.run()
-    console.print(roll_in_if_better(settings, run.root / "serving").line(), highlight=False)
+    console.print(roll_in_if_better(settings, run.root / "serving", judge=run.dev_head_to_head).line(),
+                  highlight=False)
 
 
 @app.command()

@@ -64,6 +64,12 @@ def test_a_better_model_rolls_into_every_replica_and_a_worse_one_does_not(tmp_pa
         assert kept.line().startswith("kept the served model") and "0.4000" in kept.line()
         assert served_versions(target) == {version_of(quick)} and served_artifact(settings) == quick.resolve()
 
+        judged = []  # scored on the same dev queries, the candidate loses, whatever the two recorded
+        kept = roll_in_if_better(settings, better, judge=lambda served: judged.append(served) or (0.41, 0.44, 0.02, 40))
+        assert judged == [quick.resolve()] and not kept.rolled
+        assert kept.line().endswith("is not better on dev (0.4100 on the same 40 dev queries, p = 0.02)")
+        assert served_versions(target) == {version_of(quick)}
+
         rolled = roll_in_if_better(settings, better)
         assert rolled.rolled and rolled.versions == (version_of(better),) * 2
         assert rolled.line() == (f"2 replica(s) now serve {version_of(better)} from {better.resolve()} "

@@ -637,6 +637,23 @@ class Pipeline:
         return [StudentRanker("BERM" + label, Berm.load(self.root / "berm"), builder),
                 OnlineRanker(OnlineReranker.load(self.root / "serving"), name="BERM-O (ONNX)" + label)]
 
+    def dev_head_to_head(self, other: Path) -> tuple[float, float, float, int]:
+        """This run's served model against another serving artifact on this run's dev queries (end-to-end
+        NDCG@10, paired t-test): (ours, theirs, p, queries). Two runs' own dev checks are made on
+        different dev samples, so their figures cannot be compared with each other."""
+        from evaluation.runner import evaluate_rankers
+        from evaluation.significance import paired_tests
+        from reranker.training.rankers import OnlineRanker
+
+        ours, theirs = "candidate", "served"
+        rankers = [OnlineRanker(OnlineReranker.load(self.root / "serving"), name=ours),
+                   OnlineRanker(OnlineReranker.load(Path(other)), name=theirs)]
+        result = evaluate_rankers(self.es, self.alias, self.catalog, self.dev_q, rankers, side="dev",
+                                  split_id=self.split.split_id, depth=self.profile.bm25_depth)
+        ndcg = {row.name: row.end_to_end["ndcg@10"] for row in result.rows}
+        p = paired_tests(result, [theirs])[ours][f"vs {theirs}"]["e2e ndcg@10"]
+        return ndcg[ours], ndcg[theirs], p, len(self.dev_q)
+
     def dev_check(self) -> None:
         """Guard rail: every trained model against BM25 and the zero-shot bi-encoder on dev (end to end
         NDCG@10, paired t-test); the verdicts go to dev_check.json and the serving manifest."""
