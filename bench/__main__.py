@@ -222,7 +222,7 @@ def load(
         raise StackError(f"the demo stack is not running (no reranker in {settings.stack_dir} or no page on "
                          f"{settings.web_url}); start it with ./scripts/demo.sh")
     queries = _test_queries(settings, fmt, path, 200)
-    lists = bm25_lists(connect(settings.resolved_es_url), settings.index_alias, queries, settings.web.rerank_depth)
+    lists = bm25_lists(connect(settings.resolved_es_url), settings.index_alias, queries, settings.rerank.depth)
     node = LocalNode.from_settings(settings) if settings.es_url is None else None
     names = stack.replicas()
     if faults and len(names) >= 2:  # `shopsearch demo --replicas N`: kill one, then a rolling reload
@@ -236,7 +236,7 @@ def load(
     config = LoadConfig(web_url=settings.web_url, grpc_target=grpc_target, queries=queries,
                         lists=lists, clients=clients, grpc_clients=grpc_clients, seconds=seconds,
                         rate_per_client=rate, max_requests=max_requests, web_budget_ms=settings.web.budget_ms,
-                        grpc_deadline_ms=settings.rerank.client_timeout_ms, slack_ms=slack_ms)
+                        grpc_deadline_ms=settings.rerank.deadlines.client_ms, slack_ms=slack_ms)
     report = LoadRun(config, schedule, progress=console.log).run()
     print_report(report, console)
     write_json(json_path, as_dict(report))

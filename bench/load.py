@@ -430,7 +430,7 @@ def stack_faults(stack, serve_argv: list[str], target: str, node, seconds: float
     return faults
 
 
-def bm25_lists(es, alias: str, queries: list[str], depth: int = 100) -> dict[str, list[Candidate]]:
+def bm25_lists(es, alias: str, queries: list[str], depth: int) -> dict[str, list[Candidate]]:
     """Each query's BM25 top-`depth` as gRPC candidates (ids, scores, ranks; no text)."""
     from es_config import retrieval
 
