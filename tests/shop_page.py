@@ -109,7 +109,7 @@ def start_page_stack(root: Path, es, es_url: str, alias: str, replicas: int = 1,
         "SHOPSEARCH_ARTIFACTS_DIR": str(root / "artifacts"),
         "SHOPSEARCH_RERANK_PORT": str(free_port()), "SHOPSEARCH_RERANK_METRICS_PORT": str(free_port()),
         "SHOPSEARCH_WEB_PORT": str(free_port()), "SHOPSEARCH_WEB_PAGE_SIZE": "5",
-        "SHOPSEARCH_WEB_RERANK_DEPTH": "8", "SHOPSEARCH_WEB_RERANK_DEADLINE_MS": "1000",
+        "SHOPSEARCH_RERANK_DEPTH": "8", "SHOPSEARCH_RERANK_PAGE_DEADLINE_MS": "1000",
         "SHOPSEARCH_WEB_BUDGET_MS": "3000",
         # nearly every query on the test side, so the page has example queries to offer
         "SHOPSEARCH_SPLIT_DEV_FRACTION": "0.0", "SHOPSEARCH_SPLIT_TEST_FRACTION": "0.95",

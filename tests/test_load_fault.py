@@ -20,7 +20,7 @@ from tests.shop_page import ARTIFACT_QUERIES, drop_alias, start_page_stack
 def stack(tmp_path, es, es_url):
     alias = "test-load-fault"
     stack = start_page_stack(tmp_path, es, es_url, alias, SHOPSEARCH_WEB_BUDGET_MS="1500",
-                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_WEB_RERANK_DEADLINE_MS="300")
+                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_RERANK_PAGE_DEADLINE_MS="300")
     yield stack, alias
     stack.stop_all()
     drop_alias(es, alias)
@@ -54,7 +54,7 @@ def test_every_request_answered_in_time_and_the_stack_recovers(stack, es, es_url
 def replicated(tmp_path, es, es_url):
     alias = "test-load-replicas"
     stack = start_page_stack(tmp_path, es, es_url, alias, replicas=2, SHOPSEARCH_WEB_BUDGET_MS="1500",
-                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_WEB_RERANK_DEADLINE_MS="300")
+                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_RERANK_PAGE_DEADLINE_MS="300")
     yield stack, alias
     stack.stop_all()
     drop_alias(es, alias)
