@@ -202,9 +202,10 @@ def grpc_request(link, query: str, candidates: list[Candidate], shape: str, rng:
 
 
 def plugin_request(base: str, index: str, query: str, window: int, shape: str, rng: random.Random,
-                   timeout_s: float) -> tuple[str, str, str, str]:
+                   timeout_s: float, wait_s: float) -> tuple[str, str, str, str]:
     """(outcome, detail, model version, fallback reason) of one `_search` with the shopsearch rescore
-    clause, each hit's outcome read from `fields._shopsearch` (es_config/retrieval.py's contract)."""
+    clause, each hit's outcome read from `fields._shopsearch` (es_config/retrieval.py's contract);
+    `timeout_s` is the search's own timeout, `wait_s` how long the client waits for an answer."""
     from es_config.query import bm25_query
     from es_config.retrieval import OUTCOME_EXT, OUTCOME_FIELD
 
@@ -219,7 +220,7 @@ def plugin_request(base: str, index: str, query: str, window: int, shape: str, r
     request = urllib.request.Request(f"{base}/{index}/_search", data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s + 5) as response:
+        with urllib.request.urlopen(request, timeout=wait_s) as response:
             raw, status = response.read(), response.status
     except urllib.error.HTTPError as err:
         raw, status = err.read(), err.code
@@ -311,8 +312,9 @@ class LoadRun:
                     outcome, detail, version = web_request(cfg.web_url, query, shape, rng,
                                                            (budget_ms + cfg.slack_ms) / 1000 + 5)
                 elif channel == "plugin":
-                    outcome, detail, version, reason = plugin_request(cfg.plugin_url, cfg.plugin_index, query,
-                                                                      cfg.plugin_window, shape, rng, budget_ms / 1000)
+                    outcome, detail, version, reason = plugin_request(
+                        cfg.plugin_url, cfg.plugin_index, query, cfg.plugin_window, shape, rng, budget_ms / 1000,
+                        (budget_ms + cfg.slack_ms) / 1000 + 5)
                 else:
                     outcome, detail, version = grpc_request(link, query, cfg.lists.get(query, []) or
                                                             [Candidate("none", 1.0, 1)], shape, rng, budget_ms / 1000)
@@ -457,6 +459,7 @@ def as_dict(report: LoadReport) -> dict:
 
 
 def print_report(report: LoadReport, console) -> None:
+    from rich.markup import escape  # answers quote "[shopsearch] ...": text, not markup
     from rich.table import Table
 
     table = Table(title=f"Load and fault test: {report.sent:,} requests in {report.seconds:.0f} s "
@@ -486,7 +489,7 @@ def print_report(report: LoadReport, console) -> None:
                            for channel in CHANNELS if w[channel])
         console.print(f"during {name} ({w['from_s']:.1f}-{w['to_s']:.1f} s), normal requests: {counts}", highlight=False)
     if report.hung_seen:
-        console.print("hung: " + "; ".join(report.hung_seen), highlight=False)
+        console.print(escape("hung: " + "; ".join(report.hung_seen)), highlight=False)
     for channel, by_reason in report.fallback_reasons.items():
         console.print(f"{channel} fallbacks by reason: " + ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items())),
                       highlight=False)
@@ -494,9 +497,9 @@ def print_report(report: LoadReport, console) -> None:
         console.print("reranked answers by model version: " + ", ".join(f"{v} {n}" for v, n in report.versions.items()),
                       highlight=False)
     if report.errors_seen:
-        console.print("most common non-reranked answers: " + "; ".join(f"{n}x {d}" for d, n in report.errors_seen.items()),
+        console.print(escape("most common non-reranked answers: " + "; ".join(f"{n}x {d}" for d, n in report.errors_seen.items())),
                       highlight=False)
-    console.print(f"[bold]{'PASS' if report.passed else 'FAIL'}[/bold]" + ("" if report.passed else ": " + "; ".join(report.reasons)))
+    console.print(f"[bold]{'PASS' if report.passed else 'FAIL'}[/bold]" + ("" if report.passed else ": " + escape("; ".join(report.reasons))))
 
 
 # -- the faults of the demo stack ------------------------------------------------------------------------
