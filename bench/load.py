@@ -440,9 +440,9 @@ class LoadRun:
         versions = Counter(r.version for r in records if r.outcome == "reranked" and r.version)
         reasons: dict[str, dict[str, int]] = {}
         for r in records:
-            if r.outcome == "fallback":
+            if r.outcome == "fallback" and r.reason:  # the plugin's reasons (the page's notice is in errors_seen)
                 by_reason = reasons.setdefault(r.channel, {})
-                by_reason[r.reason or "?"] = by_reason.get(r.reason or "?", 0) + 1
+                by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
         return LoadReport(
             config={k: v for k, v in asdict(cfg).items() if k not in ("queries", "lists")} | {"queries": len(cfg.queries)},
             seconds=round(self._now(), 1), sent=len(records), outcomes=outcomes, shapes=shapes, hung=hung,
