@@ -572,6 +572,12 @@ def replica_faults(stack, replicas: list[Replica], node, seconds: float, reload_
     return faults
 
 
+def plugin_target(node_url: str) -> str:
+    """The target the node's plugin calls now (its `_shopsearch/stats`)."""
+    with urllib.request.urlopen(f"{node_url}/_shopsearch/stats", timeout=30) as response:
+        return json.loads(response.read()).get("target")
+
+
 def set_plugin_target(node_url: str, target: str | None) -> None:
     """The node's `shopsearch.rerank.target`, changed live (a transient cluster setting; None: back to
     the node's own); done when the plugin's stats name the new target."""
@@ -581,23 +587,29 @@ def set_plugin_target(node_url: str, target: str | None) -> None:
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 200:
             raise RuntimeError(f"the node refused the target {target!r}: HTTP {response.status}")
-    if target is not None:
-        with urllib.request.urlopen(f"{node_url}/_shopsearch/stats", timeout=30) as response:
-            named = json.loads(response.read()).get("target")
-        if named != target:
-            raise RuntimeError(f"the node's plugin names {named!r}, not {target!r}")
+    if target is not None and (named := plugin_target(node_url)) != target:
+        raise RuntimeError(f"the node's plugin names {named!r}, not {target!r}")
 
 
 def plugin_faults(stack, replicas: list[Replica], node_url: str, seconds: float, reload_artifact: str | None = None,
                   env: dict[str, str] | None = None) -> list[Fault]:
     """The replica faults (one replica SIGKILLed and started again, a rolling reload of a new model),
     then the node's reranker target changed live twice: to the first replica alone (the window
-    "retargeted": the plugin's channel is rebuilt under traffic), and back to all of them."""
+    "retargeted": the plugin's channel is rebuilt under traffic), and back to the node's own setting
+    (all of them), leaving no transient setting behind."""
     addresses = [r.address for r in replicas]
-    faults = replica_faults(stack, replicas, None, seconds, reload_artifact, env=env)
-    return faults + [
-        Fault(0.62 * seconds, f"retarget the node to {addresses[0]} alone",
-              lambda: set_plugin_target(node_url, addresses[0]), opens="retargeted"),
-        Fault(0.78 * seconds, f"retarget the node to all {len(addresses)} replicas again",
-              lambda: set_plugin_target(node_url, "ipv4:" + ",".join(addresses)), closes="retargeted"),
+    own: dict[str, str] = {}
+
+    def to_one() -> None:
+        own["target"] = plugin_target(node_url)
+        set_plugin_target(node_url, addresses[0])
+
+    def back() -> None:
+        set_plugin_target(node_url, None)
+        if (named := plugin_target(node_url)) != own.get("target"):
+            raise RuntimeError(f"the node's plugin names {named!r}, not its own {own.get('target')!r}")
+
+    return replica_faults(stack, replicas, None, seconds, reload_artifact, env=env) + [
+        Fault(0.62 * seconds, f"retarget the node to {addresses[0]} alone", to_one, opens="retargeted"),
+        Fault(0.78 * seconds, "retarget the node back to its own target (every replica)", back, closes="retargeted"),
     ]

@@ -142,7 +142,7 @@ def warm_up_searches(url: str, alias: str, timeout_s: float = 120.0) -> None:
 def test_the_plugin_path_loses_no_search_to_a_kill_a_rollout_and_a_retarget(plugin_leg, tmp_path) -> None:
     """Searches with the rescore clause at a fixed rate against a node whose target is two replicas,
     while one replica is SIGKILLed and started again, a new model rolls out replica by replica, and
-    the node's target is changed live (to one replica, then back to both). Every search is answered:
+    the node's target is changed live (to one replica, then back to its own, both). Every search is answered:
     reranked, or the BM25 order with the plugin's reason, or (the malformed and oversized ones) a 400;
     none failed, none hung, and both model versions reranked."""
     from rich.console import Console
