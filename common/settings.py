@@ -212,4 +212,8 @@ class WebSettings(Group):
     # Team-draft interleaving (evaluation/interleaving.py) of the served model's order with BM25's, for
     # this share of searches with a session (behaviour logging on); each item's arm is logged with it.
     interleave_share: float = Field(0.0, ge=0.0, le=1.0)
+    # A second reranker service (host:port, `shopsearch serve --artifact B --port P`): interleaved
+    # searches then draft the served model's order against this one's (arms "model" and "challenger"),
+    # two model versions side by side, instead of against BM25's. Asked only for interleaved searches.
+    interleave_target: str | None = None
     events: EventSettings = Field(default_factory=EventSettings)

@@ -19,12 +19,18 @@ documented in `ClickModel`:
 
 Attractiveness from the human grades (Home Depot's relevance, as catalog gains 0..max_grade):
 alpha = floor + (ceiling - floor) * (grade / max_grade) ** 2; an ungraded result has the floor.
+
+`simulated_events` is the same shoppers without the page: it shows each query's lists as the page
+would (the served model's order, team-drafted with BM25's for a share of searches) and returns the
+impressions and clicks the page would have logged, so thousands of sessions over queries whose
+lists do not change (the loop's graph curve, reranker/training/loop_curve.py) cost no HTTP.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import hashlib
 import time
 import urllib.error
 import urllib.parse
@@ -34,7 +40,9 @@ from dataclasses import dataclass
 from http.cookiejar import Cookie, CookieJar
 from typing import Literal
 
-__all__ = ["ClickModel", "ClickSimulator", "SimulationReport"]
+from evaluation.interleaving import ARMS, team_draft
+
+__all__ = ["ClickModel", "ClickSimulator", "ShownLists", "SimulationReport", "simulated_events"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +133,48 @@ class ClickSimulator:
             return {} if err.code == expect else None
         except (OSError, ValueError):
             return None
+
+
+@dataclass(frozen=True)
+class ShownLists:
+    """What the page would rank for one query: the served model's order and BM25's (product ids, best
+    first), and the query's human grades (product id -> gain) that drive the shoppers' clicks."""
+
+    model: list[str]
+    bm25: list[str]
+    grades: Mapping[str, float]
+
+
+def simulated_events(queries: Mapping[str, ShownLists], model: ClickModel, sessions: int, seed: int = 0,
+                     page_size: int = 10, interleave_share: float = 0.0) -> list[list[dict]]:
+    """The events `sessions` seeded shoppers would leave on the page, one list per session (an
+    impression of page 1, then its clicks), in the page's event shape (frontend/events.py).
+
+    Each shopper searches one of `queries` (text -> lists) at random; the page shows the model's
+    order, or for `interleave_share` of the draws its team draft with BM25's, drawn per session and
+    query as SearchService does. The same seed gives the same sessions, and a run with more
+    sessions begins with the sessions of a run with fewer (so volumes of one curve are nested)."""
+    rng = random.Random(seed)
+    texts = sorted(queries)
+    out = []
+    for n in range(sessions):
+        session_id = f"sim-{seed}-{n:08d}"
+        text = texts[rng.randrange(len(texts))]
+        lists = queries[text]
+        draw = random.Random(f"{session_id}\x00{' '.join(text.lower().split())}")
+        drafted = interleave_share > 0 and draw.random() < interleave_share
+        if drafted:
+            shown = team_draft(lists.model, lists.bm25, ARMS, draw, length=page_size)
+        else:
+            shown = [(pid, ARMS[0]) for pid in lists.model[:page_size]]
+        impression_id = hashlib.sha1(session_id.encode()).hexdigest()[:16]
+        events = [{"type": "impression", "event_id": impression_id, "session_id": session_id, "query": text,
+                   "items": [{"product_id": pid, "position": k, "arm": arm} for k, (pid, arm) in enumerate(shown, 1)],
+                   "interleaved": drafted}]
+        for i in model.clicks([lists.grades.get(pid) for pid, _ in shown], rng):
+            pid, arm = shown[i]
+            events.append({"type": "click", "event_id": f"{impression_id}-{i + 1}", "session_id": session_id,
+                           "impression_id": impression_id, "query": text, "product_id": pid, "position": i + 1,
+                           "arm": arm})
+        out.append(events)
+    return out

@@ -26,10 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ARMS", "Outcome", "Verdict", "compare", "outcomes_of", "sign_test", "team_draft"]
+__all__ = ["ARMS", "MODEL_ARMS", "Outcome", "Verdict", "arms_of", "compare", "outcomes_of", "sign_test", "team_draft"]
 
 
 ARMS = ("model", "bm25")  # the page's arms: the served model against BM25
+MODEL_ARMS = ("model", "challenger")  # the served model against a second model version (web.interleave_target)
+
+
+def arms_of(challenger: bool) -> tuple[str, str]:
+    """The page's interleaving arms: against a challenger model when one is set, else against BM25."""
+    return MODEL_ARMS if challenger else ARMS
 
 
 def team_draft(a: Sequence[str], b: Sequence[str], arms: tuple[str, str], rng: random.Random,

@@ -249,8 +249,9 @@ def create_app(service: SearchService, examples: Examples | None = None, pipelin
     def abtest() -> HTMLResponse:
         """The interleaving's verdict from the logged events, with its chart."""
         from evaluation.charts import interleaving_chart  # matplotlib: loaded by the first request
-        from evaluation.interleaving import ARMS, compare, outcomes_of
+        from evaluation.interleaving import arms_of, compare, outcomes_of
 
+        ARMS = arms_of(service.challenger is not None)
         try:
             verdict = compare(outcomes_of(read_events(service.es, limits.index_prefix), ARMS), ARMS)
         except (ApiError, TransportError) as err:

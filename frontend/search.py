@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -41,7 +41,7 @@ from common.errors import ShopsearchError
 from common.results import Candidate, Explanation, Neighbor, Ranked
 from common.settings import WebSettings
 from es_config import retrieval
-from evaluation.interleaving import ARMS, team_draft
+from evaluation.interleaving import arms_of, team_draft
 from evaluation.ndcg import ndcg_at
 from reranker.client import Balancing, RerankClient, RerankError, RerankResult
 
@@ -323,9 +323,12 @@ def plugin_fallback_notice(reason: str) -> str:
 
 class SearchService:
     def __init__(self, es: Elasticsearch, reranker: RerankerLink | None, config: WebSettings,
-                 grades: Grades | None = None, es_url: str = "", *, alias: str) -> None:
+                 grades: Grades | None = None, es_url: str = "", *, alias: str,
+                 challenger: RerankerLink | None = None) -> None:
         self.es = es
         self.reranker = reranker
+        # a second model version, interleaved against the served one (web.interleave_target), else BM25
+        self.challenger = challenger
         self.config = config  # the settings' web group
         self.alias = alias  # the index alias searched (settings.index_alias)
         self.grades = grades or Grades()
@@ -443,7 +446,9 @@ class SearchService:
         else:
             outcome = Outcome.bm25(first.candidates)
         if session is not None and outcome.status == "reranked" and cfg.interleave_share > 0:
-            outcome = self._interleaved(outcome, random.Random(f"{session}\x00{query_key(query)}"))
+            draw = random.Random(f"{session}\x00{query_key(query)}")
+            outcome = self._interleaved(outcome, draw, lambda: self._challenger_order(query, first.candidates,
+                                                                                      send_text, deadline))
         return self._page(query, page, window, first, outcome, deadline, began)
 
     def _first_stage(self, query: str, size: int, send_text: bool, via_plugin: bool, deadline: float) -> FirstStage:
@@ -476,10 +481,12 @@ class SearchService:
             return Outcome.bm25(first.candidates, status, notice)
         return Outcome(status, placed(first.rescored.ranked), notice, f"model {first.rescored.model_version}")
 
-    def _via_service(self, query: str, hits: list[Candidate], send_text: bool, deadline: float) -> Outcome:
-        """The BM25 top `rerank_depth` reordered by the reranker service, the rest after in BM25 order;
-        the BM25 order with a notice when it is down, slow or refuses."""
+    def _via_service(self, query: str, hits: list[Candidate], send_text: bool, deadline: float,
+                     link: RerankerLink | None = None) -> Outcome:
+        """The BM25 top `rerank_depth` reordered by the reranker service (`link`, default the served
+        model's), the rest after in BM25 order; the BM25 order with a notice when it is down, slow or refuses."""
         cfg = self.config
+        link = link or self.reranker
         head = hits[: cfg.rerank_depth]
         candidates = [replace(c, text=c.title) for c in head] if send_text else head
         timeout_ms = min(cfg.rerank_deadline_ms, 1000 * (deadline - time.monotonic()) - RENDER_RESERVE_MS)
@@ -487,7 +494,7 @@ class SearchService:
             return Outcome.bm25(hits, "fallback", "Elasticsearch used up the time for this search, so this is the BM25 order.")
         began = time.monotonic()
         try:
-            result = self.reranker.rerank(query, candidates, cfg.explain, timeout_ms / 1000)
+            result = link.rerank(query, candidates, cfg.explain and link is self.reranker, timeout_ms / 1000)
         except RerankError as err:
             log.info("rerank fell back for %r: %s", query, err)
             return replace(Outcome.bm25(hits, "fallback", fallback_notice(err, timeout_ms)),
@@ -497,14 +504,31 @@ class SearchService:
                        f"{result.model_name} {result.model_version}", result.timings_ms,
                        1000 * (time.monotonic() - began))
 
-    def _interleaved(self, outcome: Outcome, rng: random.Random) -> Outcome:
-        """The model's order team-drafted with BM25's for `interleave_share` of the draws; else as it was."""
+    def _challenger_order(self, query: str, hits: list[Candidate], send_text: bool, deadline: float) -> Outcome | None:
+        """The challenger model's reranking of the same candidates (web.interleave_target); None when
+        there is none, or it did not rerank them all (down, slow, refused, partial)."""
+        if self.challenger is None:
+            return None
+        other = self._via_service(query, hits, send_text, deadline, self.challenger)
+        return other if other.status == "reranked" else None
+
+    def _interleaved(self, outcome: Outcome, rng: random.Random, challenger: Callable[[], Outcome | None]) -> Outcome:
+        """The model's order team-drafted, for `interleave_share` of the draws, with the challenger
+        model's (`challenger()`, asked only then) when one is set, else with BM25's; as it was when
+        not drawn, or when the challenger does not answer (the search stays the served model's)."""
         if rng.random() >= self.config.interleave_share:
             return outcome
         by_id = {item.product_id: item for item in outcome.ranked}
-        bm25 = sorted(outcome.ranked, key=lambda item: item.bm25_rank)
-        teams = team_draft([item.product_id for item in outcome.ranked], [item.product_id for item in bm25],
-                           ARMS, rng)
+        if self.challenger is not None:
+            other = challenger()
+            if other is None:
+                return outcome
+            order = [item.product_id for item in other.ranked]
+            outcome = replace(outcome, model=f"{outcome.model} against {other.model}",
+                              rerank_ms=outcome.rerank_ms + other.rerank_ms)
+        else:
+            order = [item.product_id for item in sorted(outcome.ranked, key=lambda item: item.bm25_rank)]
+        teams = team_draft([item.product_id for item in outcome.ranked], order, arms_of(self.challenger is not None), rng)
         return replace(outcome, ranked=[replace(by_id[pid], rank=rank) for rank, (pid, _) in enumerate(teams, 1)],
                        teams=dict(teams))
 

@@ -152,6 +152,7 @@ def demo(
     port: Annotated[Optional[int], typer.Option(help="The page's port (default: SHOPSEARCH_WEB_PORT, 8080).")] = None,
     prepare_only: Annotated[bool, typer.Option(help="Index, split and train only; start no process (docker-compose's setup).")] = False,
     replicas: Annotated[Optional[int], typer.Option(min=1, max=16, help="Reranker processes on consecutive ports from SHOPSEARCH_RERANK_PORT (default: SHOPSEARCH_RERANK_REPLICAS, 1).")] = None,
+    upgrade: Annotated[bool, typer.Option(help="Then train the bigger profile (SHOPSEARCH_UPGRADE_PROFILE, full: about an hour) in the background and roll it into the replicas if it beats the served model on dev (`shopsearch upgrade`).")] = False,
 ) -> None:
     """The whole stack in one command, then the page's URL.
 
@@ -162,7 +163,7 @@ def demo(
     from searchstack.demo import run_demo
 
     run_demo(load_settings(web_port=port, demo_profile=profile, rerank_replicas=replicas), fmt.value, path, train,
-             console, prepare_only)
+             console, prepare_only, upgrade)
 
 
 ProfileOpt = Annotated[str, typer.Option(help="quick (minutes: demo, CI), small-shop (200 labeled queries, the "
@@ -254,6 +255,37 @@ def pipeline(
     _print_dev_check(run.root)
 
 
+@app.command("k-order")
+@one_line_errors
+def k_order(
+    profile: ProfileOpt = "quick",
+    overrides: SetOpt = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """What the k-order part has to work with on a trained run's test queries: how close its click
+    graph's queries are to them, and how relevant the neighbours they borrow are."""
+    from indexer.embeddings import embed, load_bi_encoder
+    from indexer.faiss_store import VectorStore
+    from indexer.graph import ClickGraph
+    from reranker.graph.neighbors import NeighborSampler
+    from reranker.training.k_order_report import k_order_coverage
+
+    run = _pipeline_factory(profile, fmt, path, es_url)(_overrides(overrides, None))
+    graph_file = run.root / "graph.json"
+    if not graph_file.is_file():
+        raise PipelineError(f"{graph_file}: no click graph yet; run the pipeline through its faiss stage first")
+    sampler = NeighborSampler(ClickGraph.load(graph_file), per_path=run.profile.per_path, seed=run.profile.seed)
+    vectors = dict(zip(run.test_q, embed(load_bi_encoder(), [run.texts[q] for q in run.test_q], progress=False)))
+    top = run.bm25_top()
+    candidates = {q: list(top.get(q, {}))[: run.profile.bm25_depth] for q in run.test_q}
+    found = k_order_coverage(sampler, VectorStore.load(run.root, "query_store"), vectors, candidates,
+                             run.catalog.judgments_by_query())
+    for line in found.lines():
+        console.print(line, highlight=False)
+
+
 @app.command()
 @one_line_errors
 def ablation(
@@ -280,6 +312,67 @@ def ablation(
     write_json(result, out, {"significance_p_values": tests,
                              "variants": {VARIANTS[p][0]: VARIANTS[p][1] for p in parts or VARIANTS}})
     console.print(f"wrote {out}")
+
+
+@app.command("loop-curve")
+@one_line_errors
+def loop_curve(
+    profile: ProfileOpt = "small-shop",
+    sessions: Annotated[Optional[list[str]], typer.Option(
+        help="Log volumes in simulated sessions (repeatable, or comma-separated). Default: 1000,4000,16000.")] = None,
+    model: Annotated[str, typer.Option(help="The shoppers' click model: pbm (position-based) or cascade.")] = "pbm",
+    seed: Annotated[int, typer.Option(help="Seed of the shoppers, their queries, clicks and interleaving draws.")] = 0,
+    interleave_share: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Searches whose page team-drafts the served model's order with BM25's.")] = 0.5,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the curve here.")] = None,
+    train: Annotated[bool, typer.Option(
+        "--train/--no-train", help="Retrain and test at each volume (minutes each), or print the graph columns only.")] = True,
+) -> None:
+    """The click graph grown from simulated logs of the profile's train queries, retrained on (graph and
+    later stages) and tested, against the teacher-built graph's run, as the log volume grows
+    (reranker/training/loop_curve.py). Each volume trains a BERM and a BERM-O; graph NDCG@10: each train query's
+    graph neighbors by edge weight against its grades."""
+    import json
+    from dataclasses import asdict
+
+    from evaluation.click_simulator import ClickModel
+    from reranker.training.loop_curve import MODELS, run_curve
+
+    if model not in ("pbm", "cascade"):
+        raise typer.BadParameter("the click model is pbm or cascade", param_hint="--model")
+    try:
+        volumes = sorted({int(v) for raw in sessions or ["1000,4000,16000"] for v in raw.split(",") if v.strip()})
+    except ValueError:
+        raise typer.BadParameter("volumes are whole numbers of sessions", param_hint="--sessions") from None
+    if not volumes or volumes[0] < 1:
+        raise typer.BadParameter("volumes are whole numbers of sessions, at least 1", param_hint="--sessions")
+    make = _pipeline_factory(profile, fmt, path, es_url)
+    settings = load_settings(es_url=es_url)
+    header = ("sessions  clicks  log edges  graph edges  train queries covered  graph NDCG@10"
+              + "".join(f"  {m} NDCG@10 (p vs teacher graph)" for m in MODELS if train))
+    printed = []
+
+    def show(point) -> None:
+        if not printed:
+            console.print(header, highlight=False, soft_wrap=True)
+        printed.append(point)
+        cells = "".join(f"  {point.ndcg[m]:.4f}" + (f" (p {point.p_vs_teacher_graph[m]:.3g})" if point.sessions else
+                                                     " (teacher-built graph)") for m in MODELS if train)
+        console.print(f"{point.sessions:>8,}  {point.clicks:>6,}  {point.log_edges:>9,}  {point.graph_edges:>11,}  "
+                      f"{point.queries_covered:>10,} of {point.train_queries:<10,} {point.graph_ndcg:>6.4f}{cells}",
+                      highlight=False, soft_wrap=True)
+
+    points = run_curve(make, volumes, ClickModel(kind=model), seed=seed, interleave_share=interleave_share,
+                       page_size=settings.web.page_size, train=train, on_point=show)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"profile": profile, "model": model, "seed": seed,
+                                        "interleave_share": interleave_share,
+                                        "points": [asdict(p) for p in points]}, indent=2))
+        console.print(f"wrote {json_out}")
 
 
 @app.command()
@@ -345,6 +438,27 @@ def serve(
 
     run_until_signal(server, on_ready=ready)
     err_console.print("stopped")
+
+
+@app.command()
+@one_line_errors
+def upgrade(
+    profile: Annotated[Optional[str], typer.Option(help="The profile to train (default: SHOPSEARCH_UPGRADE_PROFILE, full).")] = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+) -> None:
+    """Train a profile (resuming its run), then roll its model into the demo's replicas, one at a
+    time, when its dev NDCG@10 beats the served model's; `shopsearch demo --upgrade` runs this in
+    the background."""
+    from searchstack.upgrade import roll_in_if_better
+
+    settings = load_settings(es_url=es_url)
+    chosen = profile or settings.upgrade_profile
+    logging.getLogger("reranker.training.pipeline").setLevel(logging.INFO)  # stage names as progress
+    run = _pipeline_factory(chosen, fmt, path, es_url)({})
+    run.run()
+    console.print(roll_in_if_better(settings, run.root / "serving").line(), highlight=False)
 
 
 @app.command()
@@ -457,12 +571,13 @@ def abtest_report(
     from dataclasses import asdict
 
     from es_config.events import read_events
-    from evaluation.interleaving import ARMS, compare, outcomes_of
+    from evaluation.interleaving import arms_of, compare, outcomes_of
 
     settings = load_settings(es_url=es_url)
+    arms = arms_of(settings.web.interleave_target is not None)  # against a second model version, else BM25
     events = read_events(stackapp.connect_es(settings), settings.web.events.index_prefix)
-    verdict = compare(outcomes_of(events, ARMS), ARMS, seed=seed)
-    a, b = ARMS
+    verdict = compare(outcomes_of(events, arms), arms, seed=seed)
+    a, b = arms
     if not verdict.impressions:
         console.print(f"no interleaved impression with a click in {settings.web.events.index_prefix}-* yet")
     else:
@@ -574,9 +689,12 @@ def stop(
 ) -> None:
     """End what `shopsearch demo` started: the page, the reranker and the local Elasticsearch node."""
     from searchstack.stack import RERANKER, WEB, Stack
+    from searchstack.upgrade import UPGRADE
 
     settings = load_settings()
     stack = Stack(settings.stack_dir)
+    if stack.stop(UPGRADE):  # a background training (`demo --upgrade`) resumes where it stopped
+        console.print(f"{UPGRADE}: stopped (its run resumes with `shopsearch upgrade`)")
     for name in (WEB, *(stack.replicas() or [RERANKER])):
         console.print(f"{name}: {'stopped' if stack.stop(name) else 'was not running'}")
     if settings.es_url is None and not keep_es:

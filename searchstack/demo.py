@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from pathlib import Path
 
@@ -23,17 +22,11 @@ from searchstack import app
 from searchstack.settings import Settings
 from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
                                shopsearch_argv, web_answering)
+from searchstack.upgrade import UPGRADE, dev_ndcg, link_current, served_artifact
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_PROFILES = ("full", "quick")  # the first one trained is served
-
-
-def _dev_ndcg(folder: Path) -> float:
-    """BERM-O's dev NDCG@10 from the artifact's dev check (-inf when it has none)."""
-    check = json.loads((folder / "manifest.json").read_text()).get("dev_check") or {}
-    value = check.get("models", {}).get(check.get("served", ""), {}).get("ndcg@10")
-    return float(value) if value is not None else float("-inf")
 
 
 def serving_artifact(settings: Settings, dataset: str) -> Path | None:
@@ -43,7 +36,7 @@ def serving_artifact(settings: Settings, dataset: str) -> Path | None:
         return settings.rerank.artifact
     found = [settings.artifacts_dir / "pipeline" / f"{dataset}-{profile}" / "serving" for profile in ARTIFACT_PROFILES]
     found = [folder for folder in found if (folder / "manifest.json").is_file()]
-    return max(found, key=_dev_ndcg) if found else None  # max keeps the first of equals
+    return max(found, key=dev_ndcg) if found else None  # max keeps the first of equals
 
 
 def dev_summary(artifact: Path) -> str:
@@ -96,22 +89,8 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     return run.root / "serving"
 
 
-def link_current(settings: Settings, artifact: Path) -> Path:
-    """`<artifacts>/serving` -> the artifact the demo serves (docker-compose's reranker serves that path)."""
-    link = settings.artifacts_dir / "serving"
-    target = os.path.relpath(artifact.resolve(), settings.artifacts_dir.resolve())
-    if link.is_symlink() and os.readlink(link) == target:
-        return link
-    if link.is_symlink():
-        link.unlink()
-    elif link.exists():
-        return link  # a real folder someone put there: theirs, left alone
-    link.symlink_to(target, target_is_directory=True)
-    return link
-
-
 def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, console: Console,
-             prepare_only: bool = False) -> None:
+             prepare_only: bool = False, upgrade: bool = False) -> None:
     from evaluation.rankers import BM25Ranker, RandomRanker
     from evaluation.report import print_table, write_json
     from evaluation.runner import evaluate_rankers
@@ -166,9 +145,26 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
                               waiting=lambda s: status.update(f"starting the page on {settings.web_url}: {s:.0f} s"))
     console.print(f"page {'already running' if started.already_running else 'started'} "
                   f"(pid {started.pid}; log {stack.log_file(WEB)})")
+    if upgrade:
+        start_upgrade(settings, stack, fmt, path, console)
     console.print(f"\n[bold]Open {settings.web_url}[/bold] and search. "
                   "Stop everything with `.venv/bin/shopsearch stop`.", highlight=False)
     console.print(evaluation_note(settings), highlight=False, soft_wrap=True)
+
+
+def start_upgrade(settings: Settings, stack: Stack, fmt: str, path: Path | None, console: Console) -> None:
+    """`shopsearch upgrade` in the background, unless the served model is already that profile's."""
+    run = settings.artifacts_dir / "pipeline"
+    served = served_artifact(settings)
+    if served is not None and served.parent.name.endswith(f"-{settings.upgrade_profile}"):
+        console.print(f"upgrade: the served model is already the {settings.upgrade_profile!r} profile's", highlight=False)
+        return
+    argv = shopsearch_argv("upgrade", "-f", fmt, *(["--path", str(path)] if path else []),
+                           "--profile", settings.upgrade_profile, "--es-url", settings.resolved_es_url)
+    started = stack.start(UPGRADE, argv, lambda: True)
+    console.print(f"upgrade: training the {settings.upgrade_profile!r} profile in the background (about an hour on "
+                  f"2 cores; pid {started.pid}, log {stack.log_file(UPGRADE)}, run folders under {run}); the "
+                  "replicas switch to it, one at a time, if it beats the served model on dev", highlight=False)
 
 
 def evaluation_note(settings: Settings) -> str:
@@ -246,8 +242,10 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
                         settings.web.example_pool)
     config = settings.web
     link = RerankerLink(settings.resolved_rerank_target, balancing=settings.rerank.balancing)
+    # two model versions side by side: the challenger's own service, asked for interleaved searches only
+    challenger = RerankerLink(config.interleave_target) if config.interleave_target else None
     service = SearchService(make_es(settings.resolved_es_url, config.es_timeout_ms), link, config, grades,
-                            es_url=settings.resolved_es_url, alias=settings.index_alias)
+                            es_url=settings.resolved_es_url, alias=settings.index_alias, challenger=challenger)
     examples = Examples(service, pool, settings.web.examples).start()
     events = None
     if config.events.enabled:  # behaviour logging: its own client, so a slow events index never holds a search
@@ -267,4 +265,6 @@ def serve_page(settings: Settings, catalog, console: Console, err_console: Conso
         if events is not None:
             events.stop()
         link.close()
+        if challenger is not None:
+            challenger.close()
     err_console.print("stopped")

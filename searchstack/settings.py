@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -137,6 +136,9 @@ class Settings(BaseSettings):
     # `shopsearch demo` / `stop`: background processes, their pid files and logs.
     stack_dir: Path = PROJECT_ROOT / "var" / "stack"
     demo_profile: str = "quick"  # trained if no artifact is there yet
+    # `demo --upgrade` / `upgrade`: trained in the background, rolled in when better on dev
+    upgrade_profile: str = "full"
+    upgrade_pause_s: float = Field(1.0, ge=0)  # between replicas in the rolling reload
     demo_reranker_start_timeout_s: float = Field(300.0, gt=0)  # loading the model (and warm-up)
     demo_web_start_timeout_s: float = Field(180.0, gt=0)  # the page reads the catalog first
 

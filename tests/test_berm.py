@@ -360,7 +360,7 @@ def test_distillation_learns_a_synthetic_relevance() -> None:
     train, held_out = synthetic_groups(40, seed=10), synthetic_groups(12, seed=11)
     config = DistillConfig(epochs=12, lr=2e-2, batch_queries=8)
     student = berm()
-    losses = train_student(student, train, config, progress=False)
+    losses = train_student(student, train, config, progress=False).history
     assert losses[-1] < losses[0] / 2, losses
     assert pearson(student, held_out) > 0.8
     ablation = berm(use_k_order=False)  # the I-Q neighbors carry part of the relevance
@@ -487,5 +487,5 @@ def test_groups_with_tuned_query_vectors_train_a_model_that_reads_them() -> None
     step = collate(groups)
     assert tuple(step.batch["t_vec"].shape) == (20, D)
     model = berm_o(use_tuned_query=True)
-    history = train_student(model, groups, DistillConfig(epochs=2, batch_queries=2), progress=False)
+    history = train_student(model, groups, DistillConfig(epochs=2, batch_queries=2), progress=False).history
     assert len(history) == 2 and all(math.isfinite(h) for h in history)

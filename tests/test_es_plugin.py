@@ -293,6 +293,23 @@ def test_the_outcome_ext_gives_each_hit_its_part_as_data(node_url, model) -> Non
     assert "fields" not in plain["hits"]["hits"][0]  # opt-in only
 
 
+def test_stats_time_each_step_of_a_rescore(node_url) -> None:
+    index = make_index(node_url, "plugin-timings", shards=3)
+    status, reset = http("POST", f"{node_url}/_shopsearch/stats/timings/_reset")
+    assert status == 200 and all(span["count"] == 0 for span in reset["timings"].values()), reset["timings"]
+    status, result = http("POST", f"{node_url}/{index}/_search", {**search_body(2), "ext": {"shopsearch_outcome": {}}})
+    assert status == 200 and result["_shards"]["failed"] == 0, result
+    timings = stats(node_url)["timings"]
+    assert list(timings) == ["rescore", "read_window", "call", "service", "model", "transport", "map", "fetch_hit"]
+    for span in ("rescore", "read_window", "call", "service", "model", "transport", "map"):
+        assert timings[span]["count"] == 3, (span, timings)  # once per shard
+    assert timings["fetch_hit"]["count"] == len(result["hits"]["hits"])
+    # each call holds the service's own time, which holds the model's: so do their order statistics
+    for q in ("min_ms", "p50_ms", "p95_ms"):
+        assert timings["model"][q] <= timings["service"][q] <= timings["call"][q] <= timings["rescore"][q], (q, timings)
+    assert timings["transport"]["min_ms"] > 0
+
+
 def test_the_outcome_ext_is_validated(node_url) -> None:
     status, body = http("POST", f"{node_url}/_search", {**search_body(2), "ext": {"shopsearch_outcome": True}})
     assert status == 400

@@ -16,12 +16,13 @@ from common.results import Explanation, Reranking, ranked
 from common.settings import EventSettings, RerankSettings, WebSettings
 from es_config.events import read_events
 from evaluation.click_simulator import ClickModel, ClickSimulator
-from evaluation.interleaving import ARMS, Outcome, compare, outcomes_of, sign_test, team_draft
+from evaluation.interleaving import ARMS, MODEL_ARMS, Outcome, compare, outcomes_of, sign_test, team_draft
 from frontend.app import BackgroundServer, create_app
 from frontend.events import EventLog, new_id
 from frontend.search import Grades, RerankerLink, SearchService, make_es
 from reranker.server.app import RerankServer
 from searchstack.cli import app
+from tests.conftest import free_port
 from tests.shop_page import GRADES, page_catalog
 
 # -- the draft -------------------------------------------------------------------------------------------
@@ -101,20 +102,41 @@ class ReversedBm25:
         return Reranking(ranked(candidates, scores), [], {"model": 0.0})
 
 
-@pytest.fixture(scope="module")
-def reversed_reranker():
+class Bm25Order(ReversedBm25):
+    """A second model version that keeps the BM25 order: the better one against ReversedBm25."""
+
+    name, version = "bm25-order", "v2"
+
+    def rerank(self, query, candidates, explain=False) -> Reranking:
+        scores = {c.product_id: (-float(c.bm25_rank), Explanation(0.0, 0.0, -float(c.bm25_rank))) for c in candidates}
+        return Reranking(ranked(candidates, scores), [], {"model": 0.0})
+
+
+def serving(model):
     settings = RerankSettings(port=0, grace_s=0, metrics_port=None, reload_poll_s=0)
-    with RerankServer(settings, model=ReversedBm25()) as server:
+    with RerankServer(settings, model=model) as server:
         server.wait_ready(60)
         yield server
 
 
-def interleaving_page(es_url: str, alias: str, target: str, events_prefix: str, share: float = 1.0):
+@pytest.fixture(scope="module")
+def reversed_reranker():
+    yield from serving(ReversedBm25())
+
+
+@pytest.fixture(scope="module")
+def challenger_reranker():
+    yield from serving(Bm25Order())
+
+
+def interleaving_page(es_url: str, alias: str, target: str, events_prefix: str, share: float = 1.0,
+                      challenger: str | None = None):
     events = EventSettings(enabled=True, index_prefix=events_prefix, flush_ms=20.0)
     config = WebSettings(page_size=6, rerank_depth=8, budget_ms=5000, es_timeout_ms=2000, rerank_deadline_ms=2000,
-                         explain=False, interleave_share=share, events=events)
+                         explain=False, interleave_share=share, events=events, interleave_target=challenger)
     service = SearchService(make_es(es_url, config.es_timeout_ms), RerankerLink(target), config,
-                            Grades.from_catalog(page_catalog()), es_url=es_url, alias=alias)
+                            Grades.from_catalog(page_catalog()), es_url=es_url, alias=alias,
+                            challenger=RerankerLink(challenger) if challenger else None)
     log = EventLog(make_es(es_url, events.write_timeout_ms), events).start()
     return service, BackgroundServer(create_app(service, events=log)), log
 
@@ -168,3 +190,57 @@ def test_the_page_says_it_interleaves_and_its_links_carry_each_results_arm(es_ur
     arms = re.findall(r'data-arm="(\w+)"', html)
     links = re.findall(r'class="result" href="[^"]*&amp;a=(\w+)&amp;', html)
     assert len(arms) == 6 and links == arms and set(arms) == {"model", "bm25"}
+
+
+# -- two model versions side by side (web.interleave_target) ------------------------------------------------
+
+def test_two_model_versions_are_interleaved_each_team_in_its_own_models_order(
+        es_url, page_shop, reversed_reranker, challenger_reranker, events_prefix) -> None:
+    service, _, _ = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix,
+                                      challenger=challenger_reranker.target)
+    result = service.search("cordless drill", 1, session="session-a")
+    assert result.status == "reranked" and result.interleaved
+    assert {row.arm for row in result.reranked} == set(MODEL_ARMS)
+    assert result.model == "reversed-bm25 test against bm25-order v2"
+    # the served model (reversed BM25) picks worst BM25 first, the challenger (BM25 order) best first
+    model = [row.bm25_rank for row in result.reranked if row.arm == "model"]
+    challenger = [row.bm25_rank for row in result.reranked if row.arm == "challenger"]
+    assert model == sorted(model, reverse=True) and challenger == sorted(challenger)
+    assert challenger[0] == 1
+    again = service.search("cordless drill", 1, session="session-a")
+    assert [(r.product_id, r.arm) for r in again.reranked] == [(r.product_id, r.arm) for r in result.reranked]
+
+
+def test_a_challenger_that_does_not_answer_leaves_the_served_models_order(es_url, page_shop, reversed_reranker,
+                                                                          events_prefix) -> None:
+    service, _, _ = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix,
+                                      challenger=f"127.0.0.1:{free_port()}")
+    result = service.search("cordless drill", 1, session="session-a")
+    assert result.status == "reranked" and not result.interleaved
+    assert {row.arm for row in result.reranked} == {"model"}
+    ranks = [row.bm25_rank for row in result.reranked]
+    assert ranks == sorted(ranks, reverse=True)
+
+
+def test_simulated_shoppers_prefer_the_better_model_version(es, es_url, page_shop, reversed_reranker,
+                                                            challenger_reranker, events_prefix) -> None:
+    _, server, log = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix,
+                                       challenger=challenger_reranker.target)
+    grades = {"cordless drill": GRADES["q1"], "drill bits": GRADES["q3"]}
+    with server:
+        report = ClickSimulator(server.url, grades, ClickModel(kind="pbm"), seed=0).run(sessions=60, max_seconds=60)
+        assert log.flush(10)
+        with urllib.request.urlopen(server.url + "/abtest", timeout=30) as response:
+            page = response.read().decode()
+    assert report.failed == 0 and report.searches == 60 and report.clicks > 0
+    verdict = compare(outcomes_of(read_events(es, events_prefix), MODEL_ARMS), MODEL_ARMS)
+    # the challenger ranks as BM25 did against the same reversed model above: the same margins
+    assert verdict.losses > 3 * verdict.wins, verdict
+    assert verdict.p_value < 1e-4 and verdict.high < 0, verdict
+    assert "challenger" in page and f"<td>{verdict.losses}</td>" in page
+    out = CliRunner().invoke(app, ["abtest", "report", "--es-url", es_url],
+                             env={"SHOPSEARCH_WEB_EVENTS_INDEX_PREFIX": events_prefix, "COLUMNS": "200",
+                                  "SHOPSEARCH_WEB_INTERLEAVE_TARGET": challenger_reranker.target})
+    assert out.exit_code == 0, out.output
+    assert f" model wins {verdict.wins:,} · ties {verdict.ties:,} · challenger wins {verdict.losses:,}" in out.output
+    assert ": challenger is preferred" in out.output

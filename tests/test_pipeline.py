@@ -72,6 +72,15 @@ def test_students_agree_with_the_teacher_on_dev(run, student):
     assert manifest(run, student)["dev_spearman_with_teacher"] > 0.3
 
 
+@pytest.mark.parametrize("student", ["berm", "berm_no_k_order", "berm_o"])
+def test_students_start_linear_and_keep_their_best_dev_epoch(run, student):
+    m = manifest(run, student)
+    assert len(m["linear_start"]) == 3 and m["linear_start"][0] > 0  # BM25, zero-shot and tuned cosine
+    by_epoch = m["dev_ndcg@10_by_epoch"]  # the start (epoch 0), then each epoch
+    assert len(by_epoch) == run.profile.student_epochs + 1
+    assert by_epoch[m["epoch_kept"]] == max(by_epoch)
+
+
 def test_onnx_artifact_matches_torch(run):
     m = manifest(run, "serving")
     assert m["onnx_vs_torch_max_abs_diff"] < 1e-2

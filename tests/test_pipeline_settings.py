@@ -42,6 +42,11 @@ def test_bad_overrides_fail_with_one_clear_reason(overrides, message) -> None:
 def test_a_variant_run_has_its_own_folder_name() -> None:
     assert run_name(PROFILES["quick"], {}) == "quick"
     assert run_name(PROFILES["quick"], {"use_cosine": "false", "label_k": "50"}) == "quick+label_k=50+use_cosine=false"
+    # a path names its run by the file (a graph) or its run folder (a teacher), never with slashes
+    assert run_name(PROFILES["small-shop"], {"graph_file": "/x/logs/graph-s1000.json"}) == "small-shop+graph_file=graph-s1000"
+    assert run_name(PROFILES["small-shop"], {"graph_file": "none"}) == "small-shop+graph_file=none"
+    assert (run_name(PROFILES["small-shop"], {"teacher_from": "/a/home-depot-quick/teacher"})
+            == "small-shop+teacher_from=home-depot-quick")
 
 
 def test_later_stage_settings_enter_at_existing_stages_only() -> None:

@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from reranker.models.teacher import Teacher
 from reranker.models.teacher_onnx import CHOICE_FILE, OnnxTeacher, TeacherOnnxError, chosen_precision
-from reranker.training.export import export_teacher
+from reranker.training.export import HEAD_NODES, export_teacher
 from reranker.training.int8_guard import GuardThresholds, compare, decide, guard_teacher, write_choice
 from reranker.training.labeling import LabeledPairs
 from tests.test_teacher_predict import TITLES
@@ -22,6 +22,7 @@ MORE_TITLES = [*TITLES, "cordless impact driver kit", "white vanity 36 inch with
                "copper pipe fitting 1/2 in", "wood screws #8 x 2 in (100-pack)"]
 QUERIES = ["cordless drill", "white vanity", "ceiling fan", "paint"]
 THRESHOLDS = GuardThresholds(max_ndcg_drop=0.003, min_spearman=0.97)
+ATTENTION: dict[str, str] = {}  # the torch model's attention implementation before the export
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,7 @@ def exported(tmp_path_factory) -> tuple[Teacher, object]:
     teacher = Teacher.from_base(seed=0)
     folder = tmp_path_factory.mktemp("teacher")
     teacher.save(folder)
+    ATTENTION["before export"] = teacher.model.config._attn_implementation
     export_teacher(teacher, folder)
     return teacher, folder
 
@@ -44,6 +46,31 @@ def test_fp32_graph_answers_as_torch_in_input_order(exported) -> None:
     assert got.dtype == np.float32 and got.shape == (len(TITLES),)
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert len(set(np.round(want, 4))) == len(TITLES)  # distinct scores, so a shuffled answer would show
+
+
+def _op_types(path) -> dict[str, str]:
+    import onnx
+
+    return {node.name: node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+def test_fp32_graph_is_fused_and_the_torch_model_keeps_its_attention(exported) -> None:
+    teacher, folder = exported
+    ops = list(_op_types(folder / "teacher.fp32.onnx").values())
+    # one fused Attention per layer (the unfused trace runs ~50 small ops a layer)
+    assert ops.count("Attention") == teacher.model.config.num_hidden_layers
+    assert "EmbedLayerNormalization" in ops and "SkipLayerNormalization" in ops
+    assert teacher.model.config._attn_implementation == ATTENTION["before export"]  # traced eager, then put back
+    assert not (folder / "teacher.traced.onnx").exists()
+
+
+def test_int8_graph_quantises_the_layers_and_keeps_the_head_in_fp32(exported) -> None:
+    teacher, folder = exported
+    ops = _op_types(folder / "teacher.int8.onnx")
+    assert list(ops.values()).count("QAttention") == teacher.model.config.num_hidden_layers
+    assert "MatMulInteger" in ops.values() and "Attention" not in ops.values()
+    quantised = [name for name, op in ops.items() if op == "MatMulInteger"]
+    assert len(HEAD_NODES) == 2 and not [name for name in quantised if "pooler" in name or "classifier" in name]
 
 
 def test_int8_graph_ranks_pairs_as_fp32_does(exported) -> None:

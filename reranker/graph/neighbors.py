@@ -166,6 +166,10 @@ class NeighborSampler:
                     _keep_max(second, other, weight * other_weight)
         return first, second
 
+    def query_stand_ins(self, query_vec: np.ndarray, query_store: VectorStore) -> dict[str, float]:
+        """The logged queries an unseen query borrows its context from, with their cosine (>= 0)."""
+        return self._stand_ins("query", query_vec, query_store)[0]
+
     def _stand_ins(self, kind: str, vecs: np.ndarray | None, store: VectorStore) -> list[dict[str, float]]:
         """Per row of `vecs`: the nearest graph nodes, with cosine similarity clipped to >= 0."""
         if vecs is None:

@@ -4,6 +4,8 @@ The pipeline scores hundreds of thousands of pairs with the teacher (teacher_mix
 distillation set, the evaluation's teacher row). Through torch that was most of a run's time; the
 same graph under ONNX Runtime is ~2x faster with the same logits, and its dynamic int8 copy ~3x
 (2,048 Home Depot pairs, 2 threads: torch 221 pairs/s, fp32 417, int8 673).
+The graphs are BERT-fused (one Attention node per layer; reranker/training/export.py `fuse_bert`):
+the unfused SDPA trace ran ~50 small ops a layer.
 
 Files in a teacher folder, written by reranker/training/export.py (`export_teacher`):
 `teacher.fp32.onnx`, `teacher.int8.onnx`, and `onnx.json`, the teacher_mix stage's guard: which

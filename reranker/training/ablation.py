@@ -27,6 +27,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "query_encoder": ("BERM-O without the teacher-tuned query encoder", {"query_encoder": "false"}),
     "unlabeled": ("BERM-O without unlabeled queries", {"unlabeled_queries": "0"}),
     "word_vectors": ("BERM-O with random word vectors (not MiniLM's)", {"word_init": "random"}),
+    "linear_start": ("BERM-O from a random start, last epoch kept", {"linear_start": "false", "select_epoch": "false"}),
 }
 
 

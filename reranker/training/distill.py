@@ -28,10 +28,11 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -247,11 +248,29 @@ def collate(groups: list[dict[str, torch.Tensor]]) -> StepBatch:
 # training and scoring
 
 
+@dataclass
+class Trained:
+    """What `train_student` did: the mean loss of each epoch and, with a `select` score, that score
+    before training (epoch 0) and after each epoch, and the epoch whose weights the model kept."""
+
+    history: list[float]
+    scores: list[float] = field(default_factory=list)
+    epoch: int | None = None
+
+
 def train_student(model: nn.Module, groups: Sequence[dict[str, torch.Tensor]], config: DistillConfig,
-                  progress: bool = True) -> list[float]:
-    """Train `model` (BERM or BERM-O) in place on `groups`; returns the mean loss of each epoch."""
+                  progress: bool = True, select: Callable[[nn.Module], float] | None = None) -> Trained:
+    """Train `model` (BERM or BERM-O) in place on `groups`. With `select` (higher is better, e.g. dev
+    NDCG@10; called in eval mode), the model ends with the weights of the best epoch, the weights it
+    started with (epoch 0) included."""
     if not groups:
         raise ValueError("no training groups")
+    result = Trained([])
+    best_state = None
+    if select is not None:
+        model.eval()
+        result.scores.append(float(select(model)))
+        result.epoch, best_state = 0, copy.deepcopy(model.state_dict())
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -281,8 +300,18 @@ def train_student(model: nn.Module, groups: Sequence[dict[str, torch.Tensor]], c
             total += loss.item()
         history.append(total / len(steps))
         log.info("%s epoch %d/%d: loss %.4f", name, epoch + 1, config.epochs, history[-1])
+        if select is not None:
+            model.eval()
+            result.scores.append(float(select(model)))
+            if result.scores[-1] > result.scores[result.epoch]:
+                result.epoch, best_state = epoch + 1, copy.deepcopy(model.state_dict())
+            log.info("%s epoch %d: selection score %.4f", name, epoch + 1, result.scores[-1])
+            model.train()
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
-    return history
+    result.history = history
+    return result
 
 
 @torch.inference_mode()

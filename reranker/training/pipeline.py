@@ -49,7 +49,8 @@ from reranker.models.berm_o import BermO, BermOConfig
 from reranker.serving.online import OnlineReranker
 from reranker.training.artifact import build_artifact
 from reranker.text import Vocab
-from reranker.training.distill import DistillConfig, train_student
+from reranker.training.distill import DistillConfig, Trained, train_student
+from reranker.training.linear_start import linear_start
 from reranker.training.student_data import StudentGroups, fold_of, graph_edges, mixed_targets
 from reranker.training.profiles import MEASUREMENT_ONLY, STAGE_SETTINGS, STAGES, Profile
 from reranker.training.teacher_train import build_groups, train_teacher
@@ -474,6 +475,43 @@ class Pipeline:
                 rhos.append(rho)
         return float(np.mean(rhos)) if rhos else float("nan")
 
+    def _distil(self, model, groups: StudentGroups, config: DistillConfig) -> tuple[Trained, list[float] | None]:
+        """Train a student on `groups`: from its linear start (reranker/training/linear_start.py) when
+        the profile says so, keeping the epoch with the best dev NDCG@10 when it says so."""
+        start = linear_start(model, groups) if self.profile.linear_start else None
+        select = self._dev_ndcg_scorer() if self.profile.select_epoch else None
+        return train_student(model, groups, config, select=select), start
+
+    def _training_record(self, trained: Trained, start: list[float] | None) -> dict:
+        """The manifest's account of a student's training."""
+        record = {"loss_history": trained.history, "linear_start": start}
+        if trained.epoch is not None:
+            record |= {"dev_ndcg@10_by_epoch": trained.scores, "epoch_kept": trained.epoch}
+        return record
+
+    def _dev_ndcg_scorer(self):
+        """A function of a student: its NDCG@10 over the dev queries' labelled BM25 top-N (the dev
+        grades; linear gain, unjudged = 0), the same groups every call."""
+        from evaluation.ndcg import ndcg_at
+
+        dev = LabeledPairs.load(self.root / "dev_labels.npz").by_query()
+        builder = self._context("graph.json", load_bi_encoder())
+        builder.sampler.warm_items(sorted({p for items in dev.values() for p in items}), self._stores[1])
+        grades = self._grades(self.dev_q)
+        groups = []
+        for q, items in dev.items():
+            if any(g > 0 for g in grades.get(q, {}).values()):
+                ids = list(items)
+                groups.append((ids, grades[q], builder.build(self.texts[q], None, ids, [items[p][0] for p in ids])))
+
+        def dev_ndcg(model) -> float:
+            with torch.inference_mode():
+                values = [ndcg_at([ids[i] for i in np.argsort(-model(batch)["score"].numpy(), kind="stable")], graded)
+                          for ids, graded, batch in groups]
+            return float(np.mean(values)) if values else float("nan")
+
+        return dev_ndcg
+
     def student(self, name: str, use_k_order: bool) -> None:
         """BERM (or its no-k-order ablation) distilled from the deployed teacher's scores plus the grades."""
         vocab = Vocab.load(self.root / "vocab.json")
@@ -484,7 +522,7 @@ class Pipeline:
                                listwise_weight=self.profile.listwise_weight,
                                listwise_temperature=self.profile.listwise_temperature)
         torch.manual_seed(config.seed)
-        history = train_student(model, self._train_groups(), config)
+        trained, start = self._distil(model, self._train_groups(), config)
         builder = self._context("graph.json", load_bi_encoder())
 
         def scorer(text, ids, bm25):
@@ -494,7 +532,7 @@ class Pipeline:
         agreement = self._dev_agreement(scorer, lambda ids: builder.sampler.warm_items(ids, self._stores[1]))
         log.info("%s: dev Spearman with the teacher %.3f", name, agreement)
         model.save(self.root / name, {**self.manifest, "graph": self._graph_source(),
-                                      "distill_config": asdict(config), "loss_history": history,
+                                      "distill_config": asdict(config), **self._training_record(trained, start),
                                       "dev_spearman_with_teacher": agreement}, vocab)
 
     def berm_o(self) -> None:
@@ -513,7 +551,7 @@ class Pipeline:
                                listwise_weight=self.profile.listwise_weight,
                                listwise_temperature=self.profile.listwise_temperature)
         torch.manual_seed(config.seed)
-        history = train_student(model, self._train_groups(berm_scores), config)
+        trained, start = self._distil(model, self._train_groups(berm_scores), config)
         builder = self._context("graph.json", load_bi_encoder())
 
         def scorer(text, ids, bm25):
@@ -522,8 +560,9 @@ class Pipeline:
 
         agreement = self._dev_agreement(scorer, lambda ids: builder.sampler.warm_items(ids, self._stores[1]))
         # trained_depth: the BM25 depth its labels reached; the service warns when a request sends more
-        extra = {**self.manifest, "graph": self._graph_source(), "distill_config": asdict(config), "loss_history": history,
-                 "dev_spearman_with_teacher": agreement, "trained_depth": self.profile.label_k}
+        extra = {**self.manifest, "graph": self._graph_source(), "distill_config": asdict(config),
+                 **self._training_record(trained, start), "dev_spearman_with_teacher": agreement,
+                 "trained_depth": self.profile.label_k}
         model.save(self.root / "berm_o", extra, vocab)
         query_store, item_store = self._stores
         build_artifact(self.root / "serving", model, vocab, builder.sampler.graph, query_store, item_store, self.titles,
@@ -572,10 +611,7 @@ class Pipeline:
         from evaluation.rankers import BM25Ranker
 
         encoder = load_bi_encoder()
-        builder = self._context("graph.json", encoder)
-        top = self.bm25_top()
-        builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
-                                          | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
+        builder = self._warm_context(queries, encoder)
         bi_encoder = BiEncoderRanker(encoder, self._stores[1])
         rankers = [BM25Ranker(), bi_encoder, TeacherRanker(self._fast_teacher(), bi_encoder),
                    StudentRanker("BERM", Berm.load(self.root / "berm"), builder)]
@@ -585,6 +621,23 @@ class Pipeline:
         if self._tuned_encoder is not None:  # the tuned query encoder alone, against the same item vectors
             rankers.append(BiEncoderRanker(self._tuned_encoder, self._stores[1], name=TUNED_BI_ENCODER))
         return rankers
+
+    def _warm_context(self, queries: list[str], encoder) -> ContextBuilder:
+        """The whole graph's context builder, its neighbors of these queries' candidates sampled."""
+        builder = self._context("graph.json", encoder)
+        top = self.bm25_top()
+        builder.sampler.warm_items(sorted({p for q in queries for p in top.get(q, {})}
+                                          | {p for g in self._grades(queries).values() for p in g}), self._stores[1])
+        return builder
+
+    def student_rankers(self, queries: list[str], label: str = "") -> list:
+        """This run's BERM and BERM-O as rankers of these queries (named "BERM" and "BERM-O (ONNX)",
+        plus `label`), without the teacher and the references `evaluate` adds."""
+        from reranker.training.rankers import OnlineRanker, StudentRanker
+
+        builder = self._warm_context(queries, load_bi_encoder())
+        return [StudentRanker("BERM" + label, Berm.load(self.root / "berm"), builder),
+                OnlineRanker(OnlineReranker.load(self.root / "serving"), name="BERM-O (ONNX)" + label)]
 
     def dev_check(self) -> None:
         """Guard rail: every trained model against BM25 and the zero-shot bi-encoder on dev (end to end

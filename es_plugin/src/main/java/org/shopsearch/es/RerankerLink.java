@@ -57,6 +57,7 @@ public final class RerankerLink implements Closeable {
     final LongAdder partial = new LongAdder();
     final LongAdder failed = new LongAdder();  // fail_on_error: the shard failed
     final LongAdder callMicros = new LongAdder();
+    final Timings timings = new Timings();
     private final Map<String, LongAdder> fallbacks = new ConcurrentHashMap<>();
     private final Map<String, AtomicLong> lastLogged = new ConcurrentHashMap<>();
     private final Map<String, LongAdder> unlogged = new ConcurrentHashMap<>();

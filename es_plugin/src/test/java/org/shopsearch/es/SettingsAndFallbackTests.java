@@ -90,14 +90,21 @@ public class SettingsAndFallbackTests {
     }
 
     @Test
-    public void outcomesAreKeptPerReaderQueryAndDocAndBounded() {
+    public void outcomesAreKeptPerRescoreOfAReaderAndQueryAndBounded() {
         Outcomes outcomes = new Outcomes(3);
         Object reader = new Object();
         outcomes.put(reader, "drill", Map.of(1, Outcome.notReranked(2f, 1, 10, "", "unavailable", "")));
         assertEquals("unavailable", outcomes.get(reader, "drill", 1).reason());
+        assertEquals(null, outcomes.get(reader, "drill", 2));
         assertEquals(null, outcomes.get(reader, "hammer", 1));
         assertEquals(null, outcomes.get(new Object(), "drill", 1));
-        for (int doc = 2; doc < 10; doc++) outcomes.put(reader, "drill", Map.of(doc, Outcome.reranked(1f, 1f, 1, 1, 10, "v")));
+        // the latest rescore of the same query on the same reader replaces the earlier one
+        outcomes.put(reader, "drill", Map.of(1, Outcome.reranked(1f, 2f, 1, 1, 10, "v")));
+        assertEquals(true, outcomes.get(reader, "drill", 1).reranked());
+        assertEquals(1, outcomes.size());
+        for (String query : new String[] {"saw", "nail", "tape"}) outcomes.put(reader, query, Map.of(1, Outcome.reranked(1f, 1f, 1, 1, 10, "v")));
         assertEquals(3, outcomes.size());
+        assertEquals("the oldest rescore went first", null, outcomes.rescore(reader, "drill"));
+        assertEquals(true, outcomes.get(reader, "tape", 1).reranked());
     }
 }
