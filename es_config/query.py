@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+TITLE_FIELD = "title"  # the _source field a candidate's text comes from (the page's, the plugin's send_text)
+
 # Stemmed title carries most of the weight; the unstemmed sub-field rewards exact word forms
 # (model numbers, sizes); brand and category matter when a catalog has them.
 BM25_FIELDS: tuple[str, ...] = (

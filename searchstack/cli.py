@@ -16,6 +16,7 @@ from searchstack import app as stackapp
 from searchstack.app import Format
 from searchstack.edge import (EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, print_evaluation,
                               read_catalog)
+from common.settings import RerankSettings
 from searchstack.settings import load_settings
 
 __all__ = ["EXPECTED_ERRORS", "Format", "app", "current_split", "one_line_errors", "read_catalog"]
@@ -32,6 +33,7 @@ PathOpt = Annotated[
                       "Defaults: SHOPSEARCH_HOME_DEPOT_PATH, SHOPSEARCH_WANDS_DIR (downloaded once)."),
 ]
 UrlOpt = Annotated[Optional[str], typer.Option("--es-url", help="Use this cluster instead of the local node.")]
+DEPTH = RerankSettings.model_fields["depth"].default  # help texts name the settings' default, not a copy
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first malformed row instead of skipping it.")]
 
 
@@ -116,7 +118,8 @@ def evaluate(
     fmt: FormatOpt = Format.home_depot,
     path: PathOpt = None,
     side: Annotated[str, typer.Option(help="Which queries: test or dev.")] = "test",
-    depth: Annotated[int, typer.Option(min=10, help="BM25 candidates per query, end to end.")] = 100,
+    depth: Annotated[Optional[int], typer.Option(min=10, help="BM25 candidates per query, end to end "
+                                                 f"(default: SHOPSEARCH_RERANK_DEPTH, {DEPTH}).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results here.")] = None,
     es_url: UrlOpt = None,
 ) -> None:
@@ -125,13 +128,13 @@ def evaluate(
     from evaluation.report import print_table, write_json
     from evaluation.runner import evaluate_rankers
 
-    settings = load_settings(es_url=es_url)
+    settings = load_settings(es_url=es_url, rerank_depth=depth)
     catalog = read_catalog(settings, fmt, path)
     query_split = current_split(settings, catalog).split
     es = stackapp.connect_es(settings)
     result = evaluate_rankers(
         es, settings.index_alias, catalog, query_split.side(side), [BM25Ranker(), RandomRanker()],
-        side=side, split_id=query_split.split_id, depth=depth,
+        side=side, split_id=query_split.split_id, depth=settings.rerank.depth,
     )
     print_table(result, console)
     if json_path:
@@ -495,7 +498,7 @@ def _movement(item) -> str:
 @one_line_errors
 def rerank_query(
     query: Annotated[str, typer.Argument(help="What a shopper typed, e.g. \"cordless drill\".")],
-    depth: Annotated[Optional[int], typer.Option(min=1, help="BM25 candidates sent (default: SHOPSEARCH_RERANK_DEPTH, 100).")] = None,
+    depth: Annotated[Optional[int], typer.Option(min=1, help=f"BM25 candidates sent (default: SHOPSEARCH_RERANK_DEPTH, {DEPTH}).")] = None,
     show: Annotated[int, typer.Option(min=1, help="Rows printed.")] = 20,
     explain: Annotated[bool, typer.Option(help="Also print each shown item's score parts and top neighbors.")] = False,
     send_text: Annotated[bool, typer.Option(help="Send titles too (for items the service has not indexed).")] = False,
@@ -519,7 +522,7 @@ def rerank_query(
         return
     titles = {c.product_id: c.title for c in hits}
     candidates = [replace(c, text=c.title) for c in hits] if send_text else hits
-    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank.client_timeout_ms / 1000) as client:
+    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank.deadlines.client_ms / 1000) as client:
         result = client.rerank(query, candidates, explain=explain, model_version=model_version)
 
     table = Table(title=f"{query!r}: BM25 top {len(hits)} -> {result.model_name} {result.model_version}",

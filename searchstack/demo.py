@@ -115,7 +115,7 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
     if not eval_json.exists():
         result = evaluate_rankers(es, settings.index_alias, catalog, query_split.side("test"),
                                   [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id,
-                                  depth=settings.demo_eval_depth)
+                                  depth=settings.rerank.depth)
         print_table(result, console)
         write_json(result, eval_json)
     else:

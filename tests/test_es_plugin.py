@@ -23,11 +23,12 @@ from elasticsearch import Elasticsearch
 
 from common.settings import RerankSettings
 from es_config import retrieval
-from es_config.local_node import PLUGIN_PROJECT
+from es_config.local_node import PLUGIN_PROJECT, plugin_node_settings
 from es_config.query import bm25_query
 from reranker.client import RerankClient
 from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
+from searchstack.settings import Settings
 from tests.conftest import SMALL_PRODUCTS, test_node
 from tests.tiny_artifact import build_tiny_artifact
 
@@ -78,8 +79,10 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def plugin_node(port: int, **settings):
-    node_settings = {"shopsearch.rerank.target": TARGET, "shopsearch.rerank.deadline": f"{DEADLINE_MS}ms",
-                     "cluster.name": f"shopsearch-plugin-{ES_PORT}", **settings}
+    """A node with the plugin, handed every plugin setting as the project's node is (the settings'
+    defaults, with this module's target and deadline), plus `settings`."""
+    handed = plugin_node_settings(Settings(rerank_target=TARGET, rerank_plugin_deadline_ms=DEADLINE_MS))
+    node_settings = {**handed, "cluster.name": f"shopsearch-plugin-{ES_PORT}", **settings}
     return test_node(port, heap="384m", plugin_project=PLUGIN_PROJECT, node_settings=node_settings, start_timeout_s=240.0)
 
 
@@ -389,8 +392,8 @@ BAD = [
     ({"shopsearch": {"query_text": "drill", "model_version": 1}}, "[shopsearch] [model_version] must be a string, got a number"),
     ({"shopsearch": {"query_text": "drill", "depth": 5}},
      "[shopsearch] unknown parameter [depth]; it takes query_text, send_text and model_version"),
-    ({"window_size": 501, "shopsearch": {"query_text": "drill"}},
-     "Validation Failed: 1: [shopsearch] window_size [501] is over the limit of [500] (node setting shopsearch.rerank.max_window);"),
+    ({"window_size": 101, "shopsearch": {"query_text": "drill"}},  # max_window: the settings' rerank depth, 100
+     "Validation Failed: 1: [shopsearch] window_size [101] is over the limit of [100] (node setting shopsearch.rerank.max_window);"),
 ]
 
 

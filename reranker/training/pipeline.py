@@ -559,8 +559,10 @@ class Pipeline:
                 return model(builder.build(text, None, ids, bm25))["score"].numpy()
 
         agreement = self._dev_agreement(scorer, lambda ids: builder.sampler.warm_items(ids, self._stores[1]))
+        # trained_depth: the BM25 depth its labels reached; the service warns when a request sends more
         extra = {**self.manifest, "graph": self._graph_source(), "distill_config": asdict(config),
-                 **self._training_record(trained, start), "dev_spearman_with_teacher": agreement}
+                 **self._training_record(trained, start), "dev_spearman_with_teacher": agreement,
+                 "trained_depth": self.profile.label_k}
         model.save(self.root / "berm_o", extra, vocab)
         query_store, item_store = self._stores
         build_artifact(self.root / "serving", model, vocab, builder.sampler.graph, query_store, item_store, self.titles,

@@ -42,6 +42,7 @@ public final class RerankerLink implements Closeable {
 
     private volatile String target;
     private volatile int retryAttempts;
+    private volatile TimeValue retryBackoff;
     private volatile TimeValue deadline;
     private volatile boolean failOnError;
     private volatile int maxWindow;
@@ -73,11 +74,16 @@ public final class RerankerLink implements Closeable {
         this.textField = RerankSettings.TEXT_FIELD.get(settings);
         this.maxTextChars = RerankSettings.MAX_TEXT_CHARS.get(settings);
         this.retryAttempts = RerankSettings.RETRY_ATTEMPTS.get(settings);
+        this.retryBackoff = RerankSettings.RETRY_BACKOFF.get(settings);
         setTarget(RerankSettings.TARGET.get(settings));
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.TARGET, this::setTarget);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.RETRY_ATTEMPTS, v -> {
             retryAttempts = v;
             setTarget(target);  // the retry policy is the channel's: a new one
+        });
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.RETRY_BACKOFF, v -> {
+            retryBackoff = v;
+            setTarget(target);
         });
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.DEADLINE, v -> deadline = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.FAIL_ON_ERROR, v -> failOnError = v);
@@ -136,7 +142,7 @@ public final class RerankerLink implements Closeable {
             ManagedChannel ch = NettyChannelBuilder.forTarget(RerankTarget.channelTarget(target))
                 .usePlaintext()
                 .maxInboundMessageSize(16 << 20)
-                .defaultServiceConfig(serviceConfig(target, retryAttempts))
+                .defaultServiceConfig(serviceConfig(target, retryAttempts, retryBackoff))
                 .disableServiceConfigLookUp()  // ours, never one from DNS TXT records
                 .enableRetry()
                 .build();
@@ -153,7 +159,7 @@ public final class RerankerLink implements Closeable {
      * replica that is loading or draining leaves the rotation, and UNAVAILABLE retried on another
      * replica within the call's deadline. One host:port keeps round_robin and retries, without health checks.
      */
-    static Map<String, Object> serviceConfig(String target, int retryAttempts) {
+    static Map<String, Object> serviceConfig(String target, int retryAttempts, TimeValue retryBackoff) {
         Map<String, Object> config = new HashMap<>();
         config.put("loadBalancingConfig", List.of(Map.of("round_robin", Map.of())));
         if (RerankTarget.namesSeveral(target)) {
@@ -161,11 +167,16 @@ public final class RerankerLink implements Closeable {
         }
         if (retryAttempts > 1) {
             Map<String, Object> retry = Map.of(
-                "maxAttempts", (double) retryAttempts, "initialBackoff", "0.005s", "maxBackoff", "0.05s",
+                "maxAttempts", (double) retryAttempts, "initialBackoff", seconds(retryBackoff),
+                "maxBackoff", seconds(TimeValue.timeValueMillis(10 * retryBackoff.millis())),
                 "backoffMultiplier", 2.0, "retryableStatusCodes", List.of("UNAVAILABLE"));
             config.put("methodConfig", List.of(Map.of("name", List.of(Map.of("service", RERANKER_SERVICE)), "retryPolicy", retry)));
         }
         return config;
+    }
+
+    private static String seconds(TimeValue value) {
+        return String.format(java.util.Locale.ROOT, "%.3fs", value.millis() / 1000.0);
     }
 
     /** A first round trip off the search path: the first call on a new channel costs about a second. */
