@@ -330,6 +330,7 @@ def loop_curve(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the curve here.")] = None,
     train: Annotated[bool, typer.Option(
         "--train/--no-train", help="Retrain and test at each volume (minutes each), or print the graph columns only.")] = True,
+    overrides: SetOpt = None,
 ) -> None:
     """The click graph grown from simulated logs of the profile's train queries, retrained on (graph and
     later stages) and tested, against the teacher-built graph's run, as the log volume grows
@@ -349,7 +350,14 @@ def loop_curve(
         raise typer.BadParameter("volumes are whole numbers of sessions", param_hint="--sessions") from None
     if not volumes or volumes[0] < 1:
         raise typer.BadParameter("volumes are whole numbers of sessions, at least 1", param_hint="--sessions")
-    make = _pipeline_factory(profile, fmt, path, es_url)
+    chosen = _overrides(overrides, None)
+    if "graph_file" in chosen:
+        raise typer.BadParameter("the curve sets graph_file itself", param_hint="--set")
+    factory = _pipeline_factory(profile, fmt, path, es_url)
+
+    def make(extra: dict[str, str]):  # every run of the curve, the teacher-graph one included, gets --set
+        return factory({**chosen, **extra})
+
     settings = load_settings(es_url=es_url)
     header = ("sessions  clicks  log edges  graph edges  train queries covered  graph NDCG@10"
               + "".join(f"  {m} NDCG@10 (p vs teacher graph)" for m in MODELS if train))
@@ -369,7 +377,7 @@ def loop_curve(
                        page_size=settings.web.page_size, train=train, on_point=show)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"profile": profile, "model": model, "seed": seed,
+        json_out.write_text(json.dumps({"profile": profile, "model": model, "seed": seed, "overrides": chosen,
                                         "interleave_share": interleave_share,
                                         "points": [asdict(p) for p in points]}, indent=2))
         console.print(f"wrote {json_out}")

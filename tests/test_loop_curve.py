@@ -105,3 +105,8 @@ def test_graph_ndcg_orders_each_train_querys_neighbors_by_edge_weight() -> None:
 def test_the_curve_refuses_volumes_that_are_not_sessions() -> None:
     out = CliRunner().invoke(app, ["loop-curve", "--sessions", "100,lots"])
     assert out.exit_code != 0 and "whole numbers of sessions" in out.output
+
+
+def test_the_curve_sets_the_graph_file_itself_and_refuses_one_given() -> None:
+    out = CliRunner().invoke(app, ["loop-curve", "--set", "graph_file=mine.json"])
+    assert out.exit_code != 0 and "sets graph_file itself" in out.output
