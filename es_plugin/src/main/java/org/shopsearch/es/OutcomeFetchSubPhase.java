@@ -46,6 +46,7 @@ final class OutcomeFetchSubPhase implements FetchSubPhase {
         if (ours == null) return null;  // no shopsearch rescore in this search: nothing to report
         // this shard's outcomes, looked up once for all its hits
         Map<Integer, Outcome> byDoc = rescorer.outcomes().rescore(ShopsearchRescorer.readerKey(context.searcher()), ours.queryText);
+        RerankerLink link = rescorer.link();  // times each hit's step (null before the plugin started)
         return new FetchSubPhaseProcessor() {
             @Override
             public void setNextReader(LeafReaderContext readerContext) {}
@@ -55,7 +56,6 @@ final class OutcomeFetchSubPhase implements FetchSubPhase {
                 long began = System.nanoTime();
                 Outcome o = byDoc == null ? null : byDoc.get(hit.hit().docId());
                 hit.hit().setDocumentField(FIELD, new DocumentField(FIELD, List.of(asMap(o))));
-                RerankerLink link = rescorer.link();
                 if (link != null) link.timings.add(Timings.FETCH_HIT, System.nanoTime() - began);
             }
 
