@@ -295,7 +295,8 @@ def ablation(
     es_url: UrlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table and tests here.")] = None,
     parts: Annotated[Optional[list[str]], typer.Option(
-        "--part", help="Switch off only these parts (repeatable): cosine, listwise, pseudo, top100. Default: all.")] = None,
+        "--part", help="Switch off only these parts (repeatable): cosine, listwise, pseudo, top100, query_encoder, unlabeled, "
+             "word_vectors, linear_start. Default: all.")] = None,
 ) -> None:
     """BERM-O with each added part switched off, trained and tested on the profile's test queries (paired tests)."""
     from evaluation.report import print_significance, print_table, write_json
