@@ -88,8 +88,10 @@ def _call(method: str, url: str, body: dict | None = None, timeout_s: float = 10
 def _index(es_url: str, workload, shards: int) -> str:
     index = f"bench-plugin-{os.getpid()}"
     _call("PUT", f"{es_url}/{index}", {"settings": {"number_of_shards": shards, "number_of_replicas": 0},
-                                        "mappings": {"properties": {"title": {"type": "text"}}}})
-    lines = "".join(json.dumps({"index": {"_id": pid}}) + "\n" + json.dumps({"title": t}) + "\n"
+                                        "mappings": {"properties": {"title": {"type": "text"},
+                                                                    "product_id": {"type": "keyword"}}}})
+    # product_id as the shop's index has it: the plugin reads the window's ids from its doc values
+    lines = "".join(json.dumps({"index": {"_id": pid}}) + "\n" + json.dumps({"title": t, "product_id": pid}) + "\n"
                     for pid, t in workload.titles.items())
     urllib.request.urlopen(urllib.request.Request(f"{es_url}/{index}/_bulk?refresh=true", data=lines.encode(),
                                                   method="POST", headers={"Content-Type": "application/x-ndjson"})).read()

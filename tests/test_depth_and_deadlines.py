@@ -76,7 +76,7 @@ def java_settings() -> dict[str, str]:
     """Each node setting RerankSettings.java declares -> its default, as written in the Java source."""
     source = JAVA_SETTINGS.read_text()
     found = re.findall(r'Setting\.\w+\(\s*"(shopsearch\.rerank\.[a-z_]+)",\s*([^,]+?),', source)
-    assert len(found) >= 8, found
+    assert len(found) >= 9, found
     return dict(found)
 
 
@@ -89,7 +89,8 @@ def test_the_node_is_handed_every_plugin_setting_from_the_projects_settings() ->
         "shopsearch.rerank.target": "127.0.0.1:50051", "shopsearch.rerank.retry_attempts": 2,
         "shopsearch.rerank.retry_backoff": "30ms", "shopsearch.rerank.deadline": "150ms",
         "shopsearch.rerank.fail_on_error": False, "shopsearch.rerank.max_window": 40,
-        "shopsearch.rerank.text_field": "title", "shopsearch.rerank.max_text_chars": 500}
+        "shopsearch.rerank.text_field": "title", "shopsearch.rerank.id_field": "product_id",
+        "shopsearch.rerank.max_text_chars": 500}
 
 
 def test_the_java_defaults_are_the_python_defaults() -> None:

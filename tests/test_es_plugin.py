@@ -293,6 +293,41 @@ def test_the_outcome_ext_gives_each_hit_its_part_as_data(node_url, model) -> Non
     assert "fields" not in plain["hits"]["hits"][0]  # opt-in only
 
 
+def test_the_window_ids_come_from_the_id_fields_doc_values_and_fall_back_to_the_id(node_url) -> None:
+    """The node reads each hit's item id from `shopsearch.rerank.id_field` (product_id, a keyword,
+    by its doc values); an index whose documents' _id differs shows which one the service was sent."""
+    index = "plugin-ids"
+    http("DELETE", f"{node_url}/{index}")
+    status, body = http("PUT", f"{node_url}/{index}", {
+        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+        "mappings": {"properties": {"title": {"type": "text"}, "product_id": {"type": "keyword"}}}})
+    assert status == 200, body
+    lines = "".join(json.dumps({"index": {"_id": f"doc-{pid}"}}) + "\n" + json.dumps({"title": t, "product_id": pid}) + "\n"
+                    for pid, t in TITLES.items())
+    request = urllib.request.Request(f"{node_url}/{index}/_bulk?refresh=true", data=lines.encode(), method="POST",
+                                     headers={"Content-Type": "application/x-ndjson"})
+    with urllib.request.urlopen(request) as response:
+        assert not json.loads(response.read())["errors"]
+    window = 6
+    body = {**search_body(window), "ext": {"shopsearch_outcome": {}}}
+    try:
+        before = stats(node_url)
+        status, result = http("POST", f"{node_url}/{index}/_search", body)
+        assert status == 200 and result["_shards"]["failed"] == 0, result
+        outcomes = [h["fields"]["_shopsearch"][0] for h in result["hits"]["hits"][:window]]
+        assert all(o["reranked"] for o in outcomes), outcomes  # product ids: every one known to the model
+        assert stats(node_url)["partial"] == before["partial"]
+        # read from _id instead ("doc-p1": unknown to the model), every hit keeps its BM25 place
+        assert http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.id_field": "_id"}})[0] == 200
+        status, result = http("POST", f"{node_url}/{index}/_search", body)
+        assert status == 200 and result["_shards"]["failed"] == 0, result
+        outcomes = [h["fields"]["_shopsearch"][0] for h in result["hits"]["hits"][:window]]
+        assert not any(o["reranked"] for o in outcomes), outcomes
+        assert stats(node_url)["partial"] == before["partial"] + 1
+    finally:
+        http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.id_field": None}})
+
+
 def test_stats_time_each_step_of_a_rescore(node_url) -> None:
     index = make_index(node_url, "plugin-timings", shards=3)
     status, reset = http("POST", f"{node_url}/_shopsearch/stats/timings/_reset")

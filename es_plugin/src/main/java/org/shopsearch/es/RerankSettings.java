@@ -51,12 +51,17 @@ public final class RerankSettings {
     public static final Setting<String> TEXT_FIELD = Setting.simpleString(
         "shopsearch.rerank.text_field", "title", Property.NodeScope, Property.Dynamic);
 
+    /** A keyword field holding each document's item id, read from doc values instead of the `_id`
+     *  stored field (WindowIds); a segment or document without it falls back to `_id`. "_id": always `_id`. */
+    public static final Setting<String> ID_FIELD = Setting.simpleString(
+        "shopsearch.rerank.id_field", "product_id", Property.NodeScope, Property.Dynamic);
+
     /** Longest text sent per candidate (the service refuses longer ones). */
     public static final Setting<Integer> MAX_TEXT_CHARS = Setting.intSetting(
         "shopsearch.rerank.max_text_chars", 1000, 1, Property.NodeScope, Property.Dynamic);
 
     public static List<Setting<?>> all() {
-        return List.of(TARGET, RETRY_ATTEMPTS, RETRY_BACKOFF, DEADLINE, FAIL_ON_ERROR, MAX_WINDOW, TEXT_FIELD, MAX_TEXT_CHARS);
+        return List.of(TARGET, RETRY_ATTEMPTS, RETRY_BACKOFF, DEADLINE, FAIL_ON_ERROR, MAX_WINDOW, TEXT_FIELD, ID_FIELD, MAX_TEXT_CHARS);
     }
 
     static void validateTarget(String target) {

@@ -47,6 +47,7 @@ public final class RerankerLink implements Closeable {
     private volatile boolean failOnError;
     private volatile int maxWindow;
     private volatile String textField;
+    private volatile String idField;
     private volatile int maxTextChars;
     private volatile ManagedChannel channel;
     private volatile RerankerGrpc.RerankerBlockingStub stub;
@@ -72,6 +73,7 @@ public final class RerankerLink implements Closeable {
         this.failOnError = RerankSettings.FAIL_ON_ERROR.get(settings);
         this.maxWindow = RerankSettings.MAX_WINDOW.get(settings);
         this.textField = RerankSettings.TEXT_FIELD.get(settings);
+        this.idField = RerankSettings.ID_FIELD.get(settings);
         this.maxTextChars = RerankSettings.MAX_TEXT_CHARS.get(settings);
         this.retryAttempts = RerankSettings.RETRY_ATTEMPTS.get(settings);
         this.retryBackoff = RerankSettings.RETRY_BACKOFF.get(settings);
@@ -89,6 +91,7 @@ public final class RerankerLink implements Closeable {
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.FAIL_ON_ERROR, v -> failOnError = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_WINDOW, v -> maxWindow = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.TEXT_FIELD, v -> textField = v);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.ID_FIELD, v -> idField = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_TEXT_CHARS, v -> maxTextChars = v);
         // Calls fail fast while the channel is down (no search thread waits for a dead service);
         // this keeps it trying to reconnect every second, so a restarted service is used at once.
@@ -119,6 +122,7 @@ public final class RerankerLink implements Closeable {
     boolean failOnError() { return failOnError; }
     int maxWindow() { return maxWindow; }
     String textField() { return textField; }
+    String idField() { return idField; }
     int maxTextChars() { return maxTextChars; }
 
     private synchronized void setTarget(String newTarget) {

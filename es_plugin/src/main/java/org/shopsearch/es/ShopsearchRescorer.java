@@ -186,9 +186,11 @@ public final class ShopsearchRescorer implements Rescorer {
         timings.add(Timings.TRANSPORT, callNanos - serviceNanos);
     }
 
-    /** Reads `_id` (and `_source` when asked) of one document, and stops once it has them. */
+    /** Reads `_id` (when its doc values gave none) and `_source` (when asked) of one document, and
+     *  stops once it has them. */
     private static final class IdVisitor extends StoredFieldVisitor {
         private final boolean wantSource;
+        private boolean wantId;
         BytesRef id;
         BytesRef source;
 
@@ -196,15 +198,16 @@ public final class ShopsearchRescorer implements Rescorer {
             this.wantSource = wantSource;
         }
 
-        void reset() {
+        void reset(boolean wantId) {
+            this.wantId = wantId;
             id = null;
             source = null;
         }
 
         @Override
         public Status needsField(FieldInfo field) {
-            if (id != null && (wantSource == false || source != null)) return Status.STOP;
-            if (ID_FIELD.equals(field.name)) return Status.YES;
+            if ((wantId == false || id != null) && (wantSource == false || source != null)) return Status.STOP;
+            if (wantId && ID_FIELD.equals(field.name)) return Status.YES;
             return wantSource && SOURCE_FIELD.equals(field.name) ? Status.YES : Status.NO;
         }
 
@@ -226,15 +229,19 @@ public final class ShopsearchRescorer implements Rescorer {
         long[] byDoc = new long[window];
         for (int i = 0; i < window; i++) byDoc[i] = ((long) docs[i].doc << 32) | i;
         Arrays.sort(byDoc);
-        String[] ids = new String[window];
+        String[] ids = WindowIds.read(searcher, docs, byDoc, link.idField());
         String[] texts = ctx.sendText ? new String[window] : null;
         IdVisitor visitor = new IdVisitor(ctx.sendText);
         for (long packed : byDoc) {
             int i = (int) packed;
-            visitor.reset();
+            boolean needId = ids[i] == null;
+            if (needId == false && texts == null) continue;  // the usual case: no stored field read at all
+            visitor.reset(needId);
             stored.document(docs[i].doc, visitor);
-            if (visitor.id == null) throw new IllegalStateException("hit without an _id (doc " + docs[i].doc + ")");
-            ids[i] = Uid.decodeId(visitor.id.bytes, visitor.id.offset, visitor.id.length);
+            if (needId) {
+                if (visitor.id == null) throw new IllegalStateException("hit without an _id (doc " + docs[i].doc + ")");
+                ids[i] = Uid.decodeId(visitor.id.bytes, visitor.id.offset, visitor.id.length);
+            }
             if (texts != null && visitor.source != null) {
                 Object text = XContentHelper.convertToMap(new BytesArray(visitor.source), false).v2().get(textField);
                 if (text instanceof String s && s.isEmpty() == false) {
