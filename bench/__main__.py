@@ -193,6 +193,8 @@ def _serve_address(argv: list[str]) -> str:
 def load(
     clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients (N).")] = 8,
     grpc_clients: Annotated[int, typer.Option(min=0, help="Of those, how many call the reranker over gRPC.")] = 2,
+    plugin_clients: Annotated[int, typer.Option(min=0, help="Of those, how many search Elasticsearch with the "
+                                                "shopsearch rescore clause (the plugin path).")] = 0,
     seconds: Annotated[float, typer.Option(min=5, max=600, help="Load duration (T), before recovery waits.")] = 60.0,
     rate: Annotated[float, typer.Option(min=0.1, max=50, help="Requests a second per client.")] = 4.0,
     max_requests: Annotated[int, typer.Option(min=1, max=100_000, help="Stop after this many requests.")] = 20_000,
@@ -207,10 +209,12 @@ def load(
     N clients for T seconds against the page's /api/search and the gRPC reranker, malformed and
     oversized requests mixed in; mid-run the reranker is killed and restarted and Elasticsearch
     stopped and started. With several replicas (`shopsearch demo --replicas 2`) one is killed and
-    restarted, then all are reloaded in turn, and the BM25 fallback while one is down is reported. Exit code 1 unless every request got an answer in time and the stack recovered.
+    restarted, then all are reloaded in turn, and the BM25 fallback while one is down is reported;
+    with --plugin-clients, the node's reranker target is also changed live and changed back.
+    Exit code 1 unless every request got an answer in time and the stack recovered.
     """
-    from bench.load import (LoadConfig, LoadRun, Replica, as_dict, bm25_lists, print_report, replica_faults,
-                            stack_faults)
+    from bench.load import (LoadConfig, LoadRun, Replica, as_dict, bm25_lists, plugin_faults, print_report,
+                            replica_faults, stack_faults)
     from es_config.local_node import LocalNode
     from indexer.bulk_index import connect
     from searchstack.stack import RERANKER, Stack, StackError, web_answering
@@ -222,13 +226,14 @@ def load(
         raise StackError(f"the demo stack is not running (no reranker in {settings.stack_dir} or no page on "
                          f"{settings.web_url}); start it with ./scripts/demo.sh")
     queries = _test_queries(settings, fmt, path, 200)
-    lists = bm25_lists(connect(settings.resolved_es_url), settings.index_alias, queries, settings.web.rerank_depth)
+    lists = bm25_lists(connect(settings.resolved_es_url), settings.index_alias, queries, settings.rerank.depth)
     node = LocalNode.from_settings(settings) if settings.es_url is None else None
     names = stack.replicas()
     if faults and len(names) >= 2:  # `shopsearch demo --replicas N`: kill one, then a rolling reload
         replicas = [Replica(name, stack.argv(name), _serve_address(stack.argv(name))) for name in names
                     if stack.argv(name)]
-        schedule = replica_faults(stack, replicas, node, seconds)
+        schedule = (plugin_faults(stack, replicas, settings.resolved_es_url, seconds) if plugin_clients
+                    else replica_faults(stack, replicas, node, seconds))
         grpc_target = "ipv4:" + ",".join(r.address for r in replicas)  # as the page: all of them
     else:
         grpc_target = settings.resolved_rerank_target
@@ -236,7 +241,10 @@ def load(
     config = LoadConfig(web_url=settings.web_url, grpc_target=grpc_target, queries=queries,
                         lists=lists, clients=clients, grpc_clients=grpc_clients, seconds=seconds,
                         rate_per_client=rate, max_requests=max_requests, web_budget_ms=settings.web.budget_ms,
-                        grpc_deadline_ms=settings.rerank.client_timeout_ms, slack_ms=slack_ms)
+                        grpc_deadline_ms=settings.rerank.deadlines.client_ms, slack_ms=slack_ms,
+                        plugin_url=settings.resolved_es_url if plugin_clients else None,
+                        plugin_index=settings.index_alias, plugin_clients=plugin_clients,
+                        plugin_window=settings.rerank.depth, plugin_budget_ms=settings.web.budget_ms)
     report = LoadRun(config, schedule, progress=console.log).run()
     print_report(report, console)
     write_json(json_path, as_dict(report))
@@ -273,21 +281,32 @@ def e2e(
 @app.command()
 @one_line_errors
 def plugin(
-    rate: Annotated[float, typer.Option(min=1, max=500, help="Queries a second, the three paths together.")] = 50.0,
-    seconds: Annotated[float, typer.Option(min=2, max=600, help="Timed duration (after a 3 s warm-up).")] = 30.0,
+    rate: Annotated[float, typer.Option(min=0.5, max=500, help="Requests a second per client, the three paths in turn.")] = 20.0,
+    seconds: Annotated[float, typer.Option(min=2, max=600, help="Timed duration of each level (after a 3 s warm-up).")] = 30.0,
+    clients: Annotated[str, typer.Option(help="Concurrent clients, one level each, comma-separated.")] = "1,8",
     window: Annotated[int, typer.Option(min=1, max=1000, help="Hits reranked per search.")] = 100,
+    shards: Annotated[int, typer.Option(min=1, max=16, help="Shards of the bench's index.")] = 1,
+    outcome: Annotated[bool, typer.Option(help="Ask the plugin for each hit's outcome (the page's plugin path does).")] = False,
     rerank_port: Annotated[int, typer.Option(help="Port of the reranker the bench starts (0: any free one).")] = 0,
     es_url: Annotated[Optional[str], typer.Option("--es-url")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,
 ) -> None:
-    """Latency p50/p95/p99 at a fixed rate: BM25 alone, BM25 + rescore through the Elasticsearch
-    plugin, BM25 + rerank from the page's path. Targets: the plugin adds <= 5 ms at p50, and is no
-    slower than the page's path at p95. Needs a node with the plugin (`shopsearch es start`)."""
+    """Latency p50/p95/p99, side by side in one run at each client count: BM25 alone, BM25 + rescore
+    through the Elasticsearch plugin, BM25 + rerank from the page's path; with the load average and
+    the plugin's own spans. Targets (quiet machine, tiny artifact): the plugin adds <= 3 ms at p50
+    over BM25 alone, and is no slower than the page's path at p50 and p95. Needs a node with the
+    plugin (`shopsearch es start`)."""
     from bench.plugin import as_dict, bench_plugin, print_report
 
+    try:
+        levels = tuple(int(c) for c in clients.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--clients takes numbers separated by commas, got {clients!r}") from None
+    if not levels or min(levels) < 1:
+        raise typer.BadParameter(f"--clients takes positive numbers, got {clients!r}")
     settings = load_settings(es_url=es_url)
     report = bench_plugin(settings.resolved_es_url, rerank_port=rerank_port, rate=rate, seconds=seconds,
-                          window=window, progress=console.log)
+                          window=window, clients=levels, shards=shards, outcome=outcome, progress=console.log)
     print_report(report, console)
     write_json(json_path, as_dict(report))
 

@@ -14,6 +14,7 @@ which of its flat keys belong to a sub-group (`_SUBGROUPS`); `fold` moves them t
     settings.rerank.limits   Limits: what one request may carry (reranker/server/validation.py)
     settings.rerank.onnx     OnnxThreads: every ONNX Runtime session (reranker/serving/onnx_runner.py)
     settings.rerank.balancing  Balancing: the client's channel over replicas (reranker/client.py)
+    settings.rerank.deadlines  Deadlines: every hop's deadline to the service (page, plugin, client, server)
     settings.web             WebSettings: the search page (frontend/search.py)
     settings.web.events      EventSettings: behaviour logging and the event API (frontend/events.py)
 """
@@ -101,6 +102,21 @@ class Balancing(Group):
     reconnect_backoff_ms: int = Field(1000, ge=100)  # a restarted replica is back within this
 
 
+class Deadlines(Group):
+    """Every caller's deadline for one Rerank call, in one place. Past it the caller keeps BM25 order
+    (page, plugin) or gets DEADLINE_EXCEEDED (client). The two hops of a search: the page calling the
+    service itself (web.rerank_path "service"), and the Elasticsearch node's plugin calling it from
+    each shard (rerank_path "plugin"; handed to the node as shopsearch.rerank.deadline). Flat keys
+    (env SHOPSEARCH_RERANK_<KEY>): page_deadline_ms, plugin_deadline_ms, client_timeout_ms,
+    default_deadline_ms. The former SHOPSEARCH_WEB_RERANK_DEADLINE_MS and SHOPSEARCH_ES_RERANK_DEADLINE_MS
+    still set page_ms and plugin_ms (searchstack/settings.py RENAMED)."""
+
+    page_ms: float = Field(300.0, gt=0)  # the page -> service, within the page's budget_ms
+    plugin_ms: float = Field(300.0, gt=0)  # plugin -> service, per shard: the call holds a search thread
+    client_ms: float = Field(2000.0, gt=0)  # the client library's default (CLI, benches)
+    server_default_ms: float = Field(1000.0, gt=0)  # what the server allows a request that carries none
+
+
 class RerankSettings(Group):
     """The gRPC reranker service (reranker/server/: this group is the server's configuration) and
     its clients (env SHOPSEARCH_RERANK_*)."""
@@ -111,6 +127,8 @@ class RerankSettings(Group):
         "balancing": {"lb_policy": "lb_policy", "client_health_check": "health_check",
                       "retry_attempts": "retry_attempts", "retry_backoff_ms": "retry_backoff_ms",
                       "reconnect_backoff_ms": "reconnect_backoff_ms"},
+        "deadlines": {"page_deadline_ms": "page_ms", "plugin_deadline_ms": "plugin_ms",
+                      "client_timeout_ms": "client_ms", "default_deadline_ms": "server_default_ms"},
     }
 
     artifact: Path | None = None  # the BERM-O artifact folder `shopsearch serve` loads
@@ -119,12 +137,14 @@ class RerankSettings(Group):
     target: str | None = None  # where clients call it; default host:port (Settings.resolved_rerank_target)
     workers: int = Field(default_factory=_default_rerank_workers, ge=1)  # request threads: 4 a core, 8..32
     max_concurrent_rpcs: int = Field(64, ge=1)  # beyond this, RESOURCE_EXHAUSTED at once
-    default_deadline_ms: float = Field(1000.0, gt=0)  # for requests that carry no deadline
-    client_timeout_ms: float = Field(2000.0, gt=0)  # the client library's default deadline
     metrics_port: int | None = Field(9464, ge=0, le=65535)  # Prometheus; None = off, 0 = any
     reload_poll_s: float = Field(2.0, ge=0)  # artifact file watch; 0 = reload only on request
     grace_s: float = Field(10.0, ge=0)  # SIGTERM: how long in-flight requests may finish
-    depth: int = Field(100, ge=1)  # `shopsearch rerank`: BM25 candidates sent
+    # How many BM25 candidates the reranker sees: the one owner of that number. The page
+    # (web.rerank_depth is filled from it), `shopsearch rerank`, `eval`, the demo, the load bench, and
+    # the plugin node (shopsearch.rerank.max_window) read it. A model records the depth it was trained
+    # for (manifest "trained_depth"); the service warns when a request sends more.
+    depth: int = Field(100, ge=1, le=1000)
     # `shopsearch demo`: serve processes on port, port + 1, ... (metrics ports likewise); clients
     # then target all of them (Settings.resolved_rerank_target) and balance with gRPC's round robin.
     replicas: int = Field(1, ge=1, le=16)
@@ -135,6 +155,7 @@ class RerankSettings(Group):
     limits: Limits = Field(default_factory=Limits)
     onnx: OnnxThreads = Field(default_factory=OnnxThreads)
     balancing: Balancing = Field(default_factory=Balancing)
+    deadlines: Deadlines = Field(default_factory=Deadlines)
 
     @property
     def max_message_bytes(self) -> int:
@@ -168,10 +189,13 @@ class WebSettings(Group):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     page_size: int = Field(10, ge=1, le=100)
-    rerank_depth: int = Field(100, ge=1, le=1000)  # BM25 top-N the reranker reorders; the rest follow
+    # The page's copies of rerank.depth and rerank.deadlines.page_ms (Settings fills them from there;
+    # set those, not these): BM25 top-N the reranker reorders, the rest follow; and the service's
+    # deadline, past it, BM25 order. A page configured directly (tests) may set them.
+    rerank_depth: int = Field(RerankSettings.model_fields["depth"].default, ge=1, le=1000)
     budget_ms: float = Field(1500.0, gt=0)  # a search answers within this, whatever ES or the reranker do
     es_timeout_ms: float = Field(1000.0, gt=0)  # at most this for Elasticsearch (within the budget)
-    rerank_deadline_ms: float = Field(300.0, gt=0)  # the reranker's deadline; past it, BM25 order
+    rerank_deadline_ms: float = Field(Deadlines.model_fields["page_ms"].default, gt=0)
     # Send titles, so items the model has not seen are embedded and scored from text (a bi-encoder
     # pass the first time the service meets an unknown item, then kept: rerank.item_cache_size), and
     # the quick artifact, which knows only what its queries retrieved, reranks every candidate. Off:

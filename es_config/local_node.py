@@ -32,6 +32,7 @@ from pathlib import Path
 
 from common.errors import ShopsearchError
 from es_config import plugin
+from es_config.query import ID_FIELD, TITLE_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,20 @@ def _extract(zip_path: Path, target: Path) -> None:
 
 
 def plugin_node_settings(settings) -> dict:
-    """The plugin's elasticsearch.yml settings: where the node calls the reranker, and how long it waits."""
+    """Every one of the plugin's node settings (es_plugin RerankSettings.java), from the project's
+    settings: where the node calls the reranker, how long it waits, how it retries, how many
+    candidates a search may send (the rerank depth), what text and where the ids are. None is left to a Java default."""
+    rerank = settings.rerank
     return {
         "shopsearch.rerank.target": settings.es_rerank_target or settings.resolved_rerank_target,
-        "shopsearch.rerank.deadline": f"{settings.es_rerank_deadline_ms:g}ms",
+        "shopsearch.rerank.retry_attempts": rerank.balancing.retry_attempts,
+        "shopsearch.rerank.retry_backoff": f"{rerank.balancing.retry_backoff_ms:g}ms",
+        "shopsearch.rerank.deadline": f"{rerank.deadlines.plugin_ms:g}ms",
         "shopsearch.rerank.fail_on_error": settings.es_rerank_fail_on_error,
-        "shopsearch.rerank.max_window": settings.es_rerank_max_window,
+        "shopsearch.rerank.max_window": rerank.depth,
+        "shopsearch.rerank.text_field": TITLE_FIELD,
+        "shopsearch.rerank.id_field": ID_FIELD,
+        "shopsearch.rerank.max_text_chars": rerank.limits.max_text_chars,
     }
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+TITLE_FIELD = "title"  # the _source field a candidate's text comes from (the page's, the plugin's send_text)
+# the keyword field holding a product's id (= its _id): the plugin reads the window's ids from its doc
+# values instead of decompressing the _id stored field (es_plugin WindowIds.java)
+ID_FIELD = "product_id"
+
 # Stemmed title carries most of the weight; the unstemmed sub-field rewards exact word forms
 # (model numbers, sizes); brand and category matter when a catalog has them.
 BM25_FIELDS: tuple[str, ...] = (

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch
 
 from common.errors import ShopsearchError
 from common.results import Candidate, Ranked
-from es_config.query import bm25_query
+from es_config.query import TITLE_FIELD, bm25_query
 
 
 class RetrievalError(ShopsearchError, RuntimeError):
@@ -33,13 +33,13 @@ class Retrieved:
 
 def candidates_of(hits: Sequence[Mapping]) -> list[Candidate]:
     """Elasticsearch hits, in their order, as candidates (title where `_source` carries it)."""
-    return [Candidate(hit["_id"], float(hit["_score"]), rank, title=(hit.get("_source") or {}).get("title", ""))
+    return [Candidate(hit["_id"], float(hit["_score"]), rank, title=(hit.get("_source") or {}).get(TITLE_FIELD, ""))
             for rank, hit in enumerate(hits, start=1)]
 
 
 def _body(text: str, size: int, product_ids: Sequence[str] | None, titles: bool) -> dict:
     return {"query": bm25_query(text, None if product_ids is None else list(product_ids)), "size": size,
-            "_source": ["title"] if titles else False}
+            "_source": [TITLE_FIELD] if titles else False}
 
 
 def search(es: Elasticsearch, alias: str, text: str, size: int, *, titles: bool = True,
@@ -93,7 +93,7 @@ def rescore(es: Elasticsearch, alias: str, text: str, size: int, window: int, *,
     extra: dict = {"track_total_hits": track_total_hits} if track_total_hits is not None else {}
     if timeout_s is not None:
         extra["timeout"] = f"{max(1, int(1000 * timeout_s))}ms"  # the shards' own budget too
-    answer = client.search(index=alias, query=bm25_query(text), size=size, source=["title"], ext={OUTCOME_EXT: {}},
+    answer = client.search(index=alias, query=bm25_query(text), size=size, source=[TITLE_FIELD], ext={OUTCOME_EXT: {}},
                            rescore={"window_size": window, "shopsearch": {"query_text": text, "send_text": send_text}},
                            **extra)
     rows, fallbacks, unscored, version = [], {}, [], ""
@@ -115,7 +115,7 @@ def rescore(es: Elasticsearch, alias: str, text: str, size: int, window: int, *,
     # BM25 order: by score, ties as each shard ranked them, then as the response listed them
     by_bm25 = sorted(rows, key=lambda r: (-r[3], r[4], r[5]))
     bm25_rank = {id(r[0]): rank for rank, r in enumerate(by_bm25, start=1)}
-    candidates = [Candidate(r[0]["_id"], r[3], bm25_rank[id(r[0])], title=(r[0].get("_source") or {}).get("title", ""))
+    candidates = [Candidate(r[0]["_id"], r[3], bm25_rank[id(r[0])], title=(r[0].get("_source") or {}).get(TITLE_FIELD, ""))
                   for r in by_bm25]
     ranked = [Ranked(hit["_id"], score, rank, bm25, bm25_rank[id(hit)], reranked)
               for rank, (hit, score, reranked, bm25, _, _) in enumerate(rows, start=1)]

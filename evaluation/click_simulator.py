@@ -41,6 +41,7 @@ from http.cookiejar import Cookie, CookieJar
 from typing import Literal
 
 from evaluation.interleaving import ARMS, team_draft
+from indexer.click_logs import query_key
 
 __all__ = ["ClickModel", "ClickSimulator", "ShownLists", "SimulationReport", "simulated_events"]
 
@@ -161,7 +162,7 @@ def simulated_events(queries: Mapping[str, ShownLists], model: ClickModel, sessi
         session_id = f"sim-{seed}-{n:08d}"
         text = texts[rng.randrange(len(texts))]
         lists = queries[text]
-        draw = random.Random(f"{session_id}\x00{' '.join(text.lower().split())}")
+        draw = random.Random(f"{session_id}\x00{query_key(text)}")
         drafted = interleave_share > 0 and draw.random() < interleave_share
         if drafted:
             shown = team_draft(lists.model, lists.bm25, ARMS, draw, length=page_size)

@@ -90,7 +90,7 @@ def evaluate_rankers(
     *,
     side: str = "test",
     split_id: str = "",
-    depth: int = 100,
+    depth: int,
 ) -> EvalResult:
     all_grades = catalog.judgments_by_query()
     grades = {q: all_grades[q] for q in query_ids if q in all_grades}

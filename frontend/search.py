@@ -43,6 +43,7 @@ from common.settings import WebSettings
 from es_config import retrieval
 from evaluation.interleaving import arms_of, team_draft
 from evaluation.ndcg import ndcg_at
+from indexer.click_logs import query_key  # grades, draws and logs: the query as typed, case and spacing aside
 from reranker.client import Balancing, RerankClient, RerankError, RerankResult
 
 __all__ = ["BadRequest", "FirstStage", "Grades", "Outcome", "Refused", "RerankerLink", "Row", "SearchResult",
@@ -66,11 +67,6 @@ class SearchUnavailable(ShopsearchError):
 
 
 # -- human grades ------------------------------------------------------------------------------------
-
-def query_key(text: str) -> str:
-    """Grades are looked up by the query as typed, case and spacing aside."""
-    return " ".join(text.lower().split())
-
 
 @dataclass
 class Grades:

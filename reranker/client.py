@@ -31,12 +31,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.errors import ShopsearchError
 from common.results import Candidate, Explanation, Neighbor, Ranked
-from common.settings import Balancing, RerankSettings
+from common.settings import Balancing, Deadlines
 from reranker.rpc.stubs import RERANKER_SERVICE, pb, pb_grpc
 
 __all__ = ["Balancing", "Candidate", "RerankClient", "RerankError", "RerankResult", "ReloadResult", "names_several"]
 
-DEFAULT_TIMEOUT_S = RerankSettings.model_fields["client_timeout_ms"].default / 1000  # the settings' default
+DEFAULT_TIMEOUT_S = Deadlines.model_fields["client_ms"].default / 1000  # the settings' default
 
 
 def names_several(target: str) -> bool:

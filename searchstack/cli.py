@@ -3,6 +3,7 @@ serve the reranker and rerank a query through it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from enum import Enum
@@ -16,6 +17,7 @@ from searchstack import app as stackapp
 from searchstack.app import Format
 from searchstack.edge import (EXPECTED_ERRORS, console, current_split, err_console, one_line_errors, print_evaluation,
                               read_catalog)
+from common.settings import RerankSettings
 from searchstack.settings import load_settings
 
 __all__ = ["EXPECTED_ERRORS", "Format", "app", "current_split", "one_line_errors", "read_catalog"]
@@ -32,6 +34,7 @@ PathOpt = Annotated[
                       "Defaults: SHOPSEARCH_HOME_DEPOT_PATH, SHOPSEARCH_WANDS_DIR (downloaded once)."),
 ]
 UrlOpt = Annotated[Optional[str], typer.Option("--es-url", help="Use this cluster instead of the local node.")]
+DEPTH = RerankSettings.model_fields["depth"].default  # help texts name the settings' default, not a copy
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first malformed row instead of skipping it.")]
 
 
@@ -116,7 +119,8 @@ def evaluate(
     fmt: FormatOpt = Format.home_depot,
     path: PathOpt = None,
     side: Annotated[str, typer.Option(help="Which queries: test or dev.")] = "test",
-    depth: Annotated[int, typer.Option(min=10, help="BM25 candidates per query, end to end.")] = 100,
+    depth: Annotated[Optional[int], typer.Option(min=10, help="BM25 candidates per query, end to end "
+                                                 f"(default: SHOPSEARCH_RERANK_DEPTH, {DEPTH}).")] = None,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the results here.")] = None,
     es_url: UrlOpt = None,
 ) -> None:
@@ -125,13 +129,13 @@ def evaluate(
     from evaluation.report import print_table, write_json
     from evaluation.runner import evaluate_rankers
 
-    settings = load_settings(es_url=es_url)
+    settings = load_settings(es_url=es_url, rerank_depth=depth)
     catalog = read_catalog(settings, fmt, path)
     query_split = current_split(settings, catalog).split
     es = stackapp.connect_es(settings)
     result = evaluate_rankers(
         es, settings.index_alias, catalog, query_split.side(side), [BM25Ranker(), RandomRanker()],
-        side=side, split_id=query_split.split_id, depth=depth,
+        side=side, split_id=query_split.split_id, depth=settings.rerank.depth,
     )
     print_table(result, console)
     if json_path:
@@ -293,7 +297,8 @@ def ablation(
     es_url: UrlOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table and tests here.")] = None,
     parts: Annotated[Optional[list[str]], typer.Option(
-        "--part", help="Switch off only these parts (repeatable): cosine, listwise, pseudo, top100. Default: all.")] = None,
+        "--part", help="Switch off only these parts (repeatable): cosine, listwise, pseudo, top100, query_encoder, unlabeled, "
+             "word_vectors, linear_start. Default: all.")] = None,
 ) -> None:
     """BERM-O with each added part switched off, trained and tested on the profile's test queries (paired tests)."""
     from evaluation.report import print_significance, print_table, write_json
@@ -328,6 +333,7 @@ def loop_curve(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the curve here.")] = None,
     train: Annotated[bool, typer.Option(
         "--train/--no-train", help="Retrain and test at each volume (minutes each), or print the graph columns only.")] = True,
+    overrides: SetOpt = None,
 ) -> None:
     """The click graph grown from simulated logs of the profile's train queries, retrained on (graph and
     later stages) and tested, against the teacher-built graph's run, as the log volume grows
@@ -347,7 +353,14 @@ def loop_curve(
         raise typer.BadParameter("volumes are whole numbers of sessions", param_hint="--sessions") from None
     if not volumes or volumes[0] < 1:
         raise typer.BadParameter("volumes are whole numbers of sessions, at least 1", param_hint="--sessions")
-    make = _pipeline_factory(profile, fmt, path, es_url)
+    chosen = _overrides(overrides, None)
+    if "graph_file" in chosen:
+        raise typer.BadParameter("the curve sets graph_file itself", param_hint="--set")
+    factory = _pipeline_factory(profile, fmt, path, es_url)
+
+    def make(extra: dict[str, str]):  # every run of the curve, the teacher-graph one included, gets --set
+        return factory({**chosen, **extra})
+
     settings = load_settings(es_url=es_url)
     header = ("sessions  clicks  log edges  graph edges  train queries covered  graph NDCG@10"
               + "".join(f"  {m} NDCG@10 (p vs teacher graph)" for m in MODELS if train))
@@ -367,7 +380,7 @@ def loop_curve(
                        page_size=settings.web.page_size, train=train, on_point=show)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"profile": profile, "model": model, "seed": seed,
+        json_out.write_text(json.dumps({"profile": profile, "model": model, "seed": seed, "overrides": chosen,
                                         "interleave_share": interleave_share,
                                         "points": [asdict(p) for p in points]}, indent=2))
         console.print(f"wrote {json_out}")
@@ -447,19 +460,20 @@ def upgrade(
     es_url: UrlOpt = None,
 ) -> None:
     """Train a profile (resuming its run), then roll its model into the demo's replicas, one at a
-    time, when its dev NDCG@10 beats the served model's; `shopsearch demo --upgrade` runs this in
-    the background."""
+    time, when its dev NDCG@10 beats the served model's (both scored on the run's dev queries);
+    `shopsearch demo --upgrade` runs this in the background."""
+    from reranker.training import checks
+    from reranker.training.pipeline import LOGGERS
     from searchstack.upgrade import roll_in_if_better
 
     settings = load_settings(es_url=es_url)
     chosen = profile or settings.upgrade_profile
-    from reranker.training.pipeline import LOGGERS
-
     for name in LOGGERS:  # stage names and what each stage found, as progress
         logging.getLogger(name).setLevel(logging.INFO)
     run = _pipeline_factory(chosen, fmt, path, es_url)({})
     run.run()
-    console.print(roll_in_if_better(settings, run.layout.serving).line(), highlight=False)
+    judge = functools.partial(checks.dev_head_to_head, run)  # both models on this run's dev queries
+    console.print(roll_in_if_better(settings, run.layout.serving, judge=judge).line(), highlight=False)
 
 
 @app.command()
@@ -498,7 +512,7 @@ def _movement(item) -> str:
 @one_line_errors
 def rerank_query(
     query: Annotated[str, typer.Argument(help="What a shopper typed, e.g. \"cordless drill\".")],
-    depth: Annotated[Optional[int], typer.Option(min=1, help="BM25 candidates sent (default: SHOPSEARCH_RERANK_DEPTH, 100).")] = None,
+    depth: Annotated[Optional[int], typer.Option(min=1, help=f"BM25 candidates sent (default: SHOPSEARCH_RERANK_DEPTH, {DEPTH}).")] = None,
     show: Annotated[int, typer.Option(min=1, help="Rows printed.")] = 20,
     explain: Annotated[bool, typer.Option(help="Also print each shown item's score parts and top neighbors.")] = False,
     send_text: Annotated[bool, typer.Option(help="Send titles too (for items the service has not indexed).")] = False,
@@ -522,7 +536,7 @@ def rerank_query(
         return
     titles = {c.product_id: c.title for c in hits}
     candidates = [replace(c, text=c.title) for c in hits] if send_text else hits
-    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank.client_timeout_ms / 1000) as client:
+    with RerankClient(settings.resolved_rerank_target, timeout_s=settings.rerank.deadlines.client_ms / 1000) as client:
         result = client.rerank(query, candidates, explain=explain, model_version=model_version)
 
     table = Table(title=f"{query!r}: BM25 top {len(hits)} -> {result.model_name} {result.model_version}",

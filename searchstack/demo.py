@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from searchstack import app
 from searchstack.settings import Settings
 from searchstack.stack import (WEB, Stack, StackError, replica_name, reranker_serving, reranker_version,
                                shopsearch_argv, web_answering)
-from searchstack.upgrade import UPGRADE, dev_ndcg, served_artifact
+from searchstack.upgrade import UPGRADE, dev_ndcg, link_current, served_artifact
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +91,6 @@ def _train(settings: Settings, catalog, query_split, es, console: Console) -> Pa
     return run.layout.serving
 
 
-def link_current(settings: Settings, artifact: Path) -> Path:
-    """`<artifacts>/serving` -> the artifact the demo serves (docker-compose's reranker serves that path)."""
-    link = settings.artifacts_dir / "serving"
-    target = os.path.relpath(artifact.resolve(), settings.artifacts_dir.resolve())
-    if link.is_symlink() and os.readlink(link) == target:
-        return link
-    if link.is_symlink():
-        link.unlink()
-    elif link.exists():
-        return link  # a real folder someone put there: theirs, left alone
-    link.symlink_to(target, target_is_directory=True)
-    return link
-
-
 def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, console: Console,
              prepare_only: bool = False, upgrade: bool = False) -> None:
     from evaluation.rankers import BM25Ranker, RandomRanker
@@ -132,7 +117,7 @@ def run_demo(settings: Settings, fmt: str, path: Path | None, train: bool, conso
     if not eval_json.exists():
         result = evaluate_rankers(es, settings.index_alias, catalog, query_split.side("test"),
                                   [BM25Ranker(), RandomRanker()], side="test", split_id=query_split.split_id,
-                                  depth=settings.demo_eval_depth)
+                                  depth=settings.rerank.depth)
         print_table(result, console)
         write_json(result, eval_json)
     else:

@@ -8,13 +8,17 @@ The reranker's and the page's settings are groups (`settings.rerank`, `settings.
 common/settings.py) that the server, the client and the page take as they are; their keys keep
 their flat names everywhere: SHOPSEARCH_RERANK_PORT, `rerank_port = ...` in the file, and
 `load_settings(rerank_port=...)` all set `settings.rerank.port`.
+
+One number has one owner: how many candidates the reranker sees is `rerank.depth`, every deadline
+of a Rerank call is in `rerank.deadlines`; the page's group carries copies filled from them, and
+the plugin node is handed them (es_config/local_node.py plugin_node_settings). The keys they had
+before still work (RENAMED).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -29,6 +33,37 @@ from common.settings import RerankSettings, WebSettings, by_prefix, fold
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {"rerank": by_prefix("rerank_"), "web": by_prefix("web_")}  # group -> its flat keys
+# Former keys -> the rerank group's flat key that owns the value now: (group or None, key) -> key.
+RENAMED = {("web", "rerank_depth"): "depth", ("web", "rerank_deadline_ms"): "page_deadline_ms",
+           (None, "es_rerank_deadline_ms"): "plugin_deadline_ms"}
+_NESTED = {"page_deadline_ms": ("deadlines", "page_ms"), "plugin_deadline_ms": ("deadlines", "plugin_ms")}
+
+
+def _as_dict(value: object) -> dict:
+    return value.model_dump(exclude_unset=True) if hasattr(value, "model_dump") else dict(value or {})
+
+
+def take_renamed(data: dict) -> dict:
+    """Move values given under a former key (SHOPSEARCH_WEB_RERANK_DEPTH, ...) to their owner in the
+    rerank group; the same value given under both names is fine, two different ones are an error."""
+    out = dict(data)
+    for (group, old), new in RENAMED.items():
+        source = _as_dict(out.get(group)) if group else out
+        if old not in source:
+            continue
+        value = source.pop(old)
+        if group:
+            out[group] = source
+        rerank = _as_dict(out.get("rerank"))
+        sub, key = _NESTED.get(new, (None, new))
+        given = rerank.get(new, _as_dict(rerank.get(sub)).get(key) if sub else None)
+        name = f"{group}_{old}" if group else old
+        if given is not None and float(given) != float(value):
+            raise ValueError(f"{name} is the former name of rerank_{new}, and the two differ "
+                             f"({value} and {given}); set rerank_{new} only")
+        rerank[new] = value
+        out["rerank"] = rerank
+    return out
 
 
 class _FlatToml(TomlConfigSettingsSource):
@@ -49,7 +84,14 @@ class Settings(BaseSettings):
     @classmethod
     def _fold_flat_keys(cls, data: object) -> object:
         # flat keys left here came as arguments (CLI flags): they win over the same key from a source
-        return fold(data, GROUPS) if isinstance(data, dict) else data
+        return take_renamed(fold(data, GROUPS)) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _hand_copies_to_the_page(self) -> "Settings":
+        # the page is handed its group alone: it gets the owners' values, never defaults of its own
+        self.web = self.web.model_copy(update={"rerank_depth": self.rerank.depth,
+                                               "rerank_deadline_ms": self.rerank.deadlines.page_ms})
+        return self
 
     # Elasticsearch node run from the project's own files (see es_config/local_node.py).
     es_version: str = "8.19.21"
@@ -59,14 +101,14 @@ class Settings(BaseSettings):
     es_start_timeout_s: float = 120.0
     es_cache_dir: Path = PROJECT_ROOT / ".cache" / "elasticsearch"
     es_var_dir: Path = PROJECT_ROOT / "var"
-    # The rescorer plugin (es_plugin/), built with Maven and installed into the local node, and its
-    # node settings (elasticsearch.yml; a search cannot set them). The deadline is short because the
-    # call holds one of the node's few search threads.
+    # The rescorer plugin (es_plugin/), built with Maven and installed into the local node. Its node
+    # settings (elasticsearch.yml; a search cannot set them) all come from here: the deadline is
+    # rerank.deadlines.plugin_ms, the largest window rerank.depth, retries rerank.balancing's, the
+    # longest text rerank.limits.max_text_chars (es_config/local_node.py plugin_node_settings).
     es_plugin: bool = True
     es_rerank_target: str | None = None  # where the node calls the reranker; default: rerank_target
-    es_rerank_deadline_ms: float = Field(300.0, gt=0)
     es_rerank_fail_on_error: bool = False  # True: a failed call fails the shard instead of keeping BM25 order
-    es_rerank_max_window: int = Field(500, ge=1, le=1000)
+    es_rerank_deadline_ms: float | None = Field(None, gt=0)  # former name of rerank_plugin_deadline_ms (RENAMED)
     # Set to use an existing cluster instead of the local node (e.g. docker-compose's).
     es_url: str | None = None
 
@@ -97,7 +139,6 @@ class Settings(BaseSettings):
     # `demo --upgrade` / `upgrade`: trained in the background, rolled in when better on dev
     upgrade_profile: str = "full"
     upgrade_pause_s: float = Field(1.0, ge=0)  # between replicas in the rolling reload
-    demo_eval_depth: int = Field(100, ge=10)  # BM25 candidates per query in the demo's first BM25 figures
     demo_reranker_start_timeout_s: float = Field(300.0, gt=0)  # loading the model (and warm-up)
     demo_web_start_timeout_s: float = Field(180.0, gt=0)  # the page reads the catalog first
 

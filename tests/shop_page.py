@@ -99,17 +99,19 @@ class PageStack:
             self.stack.stop(name)
 
 
-def start_page_stack(root: Path, es, es_url: str, alias: str, replicas: int = 1, **env_overrides: str) -> PageStack:
-    """The page catalog indexed behind `alias`, a tiny artifact, the reranker (`replicas` processes,
-    balanced by the page's client) and the page started."""
-    index_catalog(es, page_catalog(), alias, force=True)
+def start_page_stack(root: Path, es, es_url: str, alias: str, replicas: int = 1, web: bool = True,
+                     **env_overrides: str) -> PageStack:
+    """The page catalog indexed behind `alias` (es None: not indexed), a tiny artifact, the reranker
+    (`replicas` processes, balanced by the page's client) and the page started (unless not `web`)."""
+    if es is not None:
+        index_catalog(es, page_catalog(), alias, force=True)
     artifact = build_tiny_artifact(root / "berm-o", TITLES, ARTIFACT_QUERIES, seed=0)
     env = {
         "SHOPSEARCH_ES_URL": es_url, "SHOPSEARCH_INDEX_ALIAS": alias,
         "SHOPSEARCH_ARTIFACTS_DIR": str(root / "artifacts"),
         "SHOPSEARCH_RERANK_PORT": str(free_port()), "SHOPSEARCH_RERANK_METRICS_PORT": str(free_port()),
         "SHOPSEARCH_WEB_PORT": str(free_port()), "SHOPSEARCH_WEB_PAGE_SIZE": "5",
-        "SHOPSEARCH_WEB_RERANK_DEPTH": "8", "SHOPSEARCH_WEB_RERANK_DEADLINE_MS": "1000",
+        "SHOPSEARCH_RERANK_DEPTH": "8", "SHOPSEARCH_RERANK_PAGE_DEADLINE_MS": "1000",
         "SHOPSEARCH_WEB_BUDGET_MS": "3000",
         # nearly every query on the test side, so the page has example queries to offer
         "SHOPSEARCH_SPLIT_DEV_FRACTION": "0.0", "SHOPSEARCH_SPLIT_TEST_FRACTION": "0.95",
@@ -130,7 +132,8 @@ def start_page_stack(root: Path, es, es_url: str, alias: str, replicas: int = 1,
     try:
         for name, _, _ in members:
             stack.start(name)
-        stack.start(WEB)
+        if web:
+            stack.start(WEB)
     except BaseException:
         stack.stop_all()
         raise

@@ -104,3 +104,13 @@ def test_index_then_eval_end_to_end(shop_folder: Path, es_url: str, tmp_path: Pa
     assert result["queries"] == 2
     assert result["rows"][0]["end_to_end"]["ndcg@10"] == pytest.approx(1.0)
     assert (tmp_path / "artifacts" / "splits" / "shop.json").exists()
+
+
+def test_ablation_help_names_every_part_it_accepts() -> None:
+    from reranker.training.ablation import VARIANTS
+
+    done = shopsearch("ablation", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())  # rich wraps the help over lines
+    missing = [part for part in VARIANTS if part not in text]
+    assert not missing, f"ablation --help does not name {missing}"

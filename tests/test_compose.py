@@ -89,3 +89,15 @@ def test_the_elasticsearch_image_has_the_rescorer_plugin(compose) -> None:
     assert "mvn -q -B package" in text and "bin/elasticsearch-plugin install --batch file:///" in text
     assert service["environment"]["shopsearch.rerank.target"] == "dns:///reranker:50051"  # every replica
     assert service["environment"]["shopsearch.rerank.deadline"].endswith("ms")
+
+
+def test_the_compose_node_is_handed_every_plugin_setting_as_the_local_node_is(compose) -> None:
+    from es_config.local_node import plugin_node_settings
+
+    env = compose["services"]["elasticsearch"]["environment"]
+    given = {key: str(value) for key, value in env.items() if key.startswith("shopsearch.rerank.")}
+    local = {key: str(value).lower() if isinstance(value, bool) else str(value)
+             for key, value in plugin_node_settings(Settings()).items()}
+    assert set(given) == set(local)
+    del given["shopsearch.rerank.target"], local["shopsearch.rerank.target"]  # a DNS name there, loopback here
+    assert given == local

@@ -23,11 +23,12 @@ from elasticsearch import Elasticsearch
 
 from common.settings import RerankSettings
 from es_config import retrieval
-from es_config.local_node import PLUGIN_PROJECT
+from es_config.local_node import PLUGIN_PROJECT, plugin_node_settings
 from es_config.query import bm25_query
 from reranker.client import RerankClient
 from reranker.server.app import RerankServer
 from reranker.server.models import load_berm_o
+from searchstack.settings import Settings
 from tests.conftest import SMALL_PRODUCTS, test_node
 from tests.tiny_artifact import build_tiny_artifact
 
@@ -78,8 +79,10 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def plugin_node(port: int, **settings):
-    node_settings = {"shopsearch.rerank.target": TARGET, "shopsearch.rerank.deadline": f"{DEADLINE_MS}ms",
-                     "cluster.name": f"shopsearch-plugin-{ES_PORT}", **settings}
+    """A node with the plugin, handed every plugin setting as the project's node is (the settings'
+    defaults, with this module's target and deadline), plus `settings`."""
+    handed = plugin_node_settings(Settings(rerank_target=TARGET, rerank_plugin_deadline_ms=DEADLINE_MS))
+    node_settings = {**handed, "cluster.name": f"shopsearch-plugin-{ES_PORT}", **settings}
     return test_node(port, heap="384m", plugin_project=PLUGIN_PROJECT, node_settings=node_settings, start_timeout_s=240.0)
 
 
@@ -290,6 +293,58 @@ def test_the_outcome_ext_gives_each_hit_its_part_as_data(node_url, model) -> Non
     assert "fields" not in plain["hits"]["hits"][0]  # opt-in only
 
 
+def test_the_window_ids_come_from_the_id_fields_doc_values_and_fall_back_to_the_id(node_url) -> None:
+    """The node reads each hit's item id from `shopsearch.rerank.id_field` (product_id, a keyword,
+    by its doc values); an index whose documents' _id differs shows which one the service was sent."""
+    index = "plugin-ids"
+    http("DELETE", f"{node_url}/{index}")
+    status, body = http("PUT", f"{node_url}/{index}", {
+        "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+        "mappings": {"properties": {"title": {"type": "text"}, "product_id": {"type": "keyword"}}}})
+    assert status == 200, body
+    lines = "".join(json.dumps({"index": {"_id": f"doc-{pid}"}}) + "\n" + json.dumps({"title": t, "product_id": pid}) + "\n"
+                    for pid, t in TITLES.items())
+    request = urllib.request.Request(f"{node_url}/{index}/_bulk?refresh=true", data=lines.encode(), method="POST",
+                                     headers={"Content-Type": "application/x-ndjson"})
+    with urllib.request.urlopen(request) as response:
+        assert not json.loads(response.read())["errors"]
+    window = 6
+    body = {**search_body(window), "ext": {"shopsearch_outcome": {}}}
+    try:
+        before = stats(node_url)
+        status, result = http("POST", f"{node_url}/{index}/_search", body)
+        assert status == 200 and result["_shards"]["failed"] == 0, result
+        outcomes = [h["fields"]["_shopsearch"][0] for h in result["hits"]["hits"][:window]]
+        assert all(o["reranked"] for o in outcomes), outcomes  # product ids: every one known to the model
+        assert stats(node_url)["partial"] == before["partial"]
+        # read from _id instead ("doc-p1": unknown to the model), every hit keeps its BM25 place
+        assert http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.id_field": "_id"}})[0] == 200
+        status, result = http("POST", f"{node_url}/{index}/_search", body)
+        assert status == 200 and result["_shards"]["failed"] == 0, result
+        outcomes = [h["fields"]["_shopsearch"][0] for h in result["hits"]["hits"][:window]]
+        assert not any(o["reranked"] for o in outcomes), outcomes
+        assert stats(node_url)["partial"] == before["partial"] + 1
+    finally:
+        http("PUT", f"{node_url}/_cluster/settings", {"transient": {"shopsearch.rerank.id_field": None}})
+
+
+def test_stats_time_each_step_of_a_rescore(node_url) -> None:
+    index = make_index(node_url, "plugin-timings", shards=3)
+    status, reset = http("POST", f"{node_url}/_shopsearch/stats/timings/_reset")
+    assert status == 200 and all(span["count"] == 0 for span in reset["timings"].values()), reset["timings"]
+    status, result = http("POST", f"{node_url}/{index}/_search", {**search_body(2), "ext": {"shopsearch_outcome": {}}})
+    assert status == 200 and result["_shards"]["failed"] == 0, result
+    timings = stats(node_url)["timings"]
+    assert list(timings) == ["rescore", "read_window", "call", "service", "model", "transport", "map", "fetch_hit"]
+    for span in ("rescore", "read_window", "call", "service", "model", "transport", "map"):
+        assert timings[span]["count"] == 3, (span, timings)  # once per shard
+    assert timings["fetch_hit"]["count"] == len(result["hits"]["hits"])
+    # each call holds the service's own time, which holds the model's: so do their order statistics
+    for q in ("min_ms", "p50_ms", "p95_ms"):
+        assert timings["model"][q] <= timings["service"][q] <= timings["call"][q] <= timings["rescore"][q], (q, timings)
+    assert timings["transport"]["min_ms"] > 0
+
+
 def test_the_outcome_ext_is_validated(node_url) -> None:
     status, body = http("POST", f"{node_url}/_search", {**search_body(2), "ext": {"shopsearch_outcome": True}})
     assert status == 400
@@ -372,8 +427,8 @@ BAD = [
     ({"shopsearch": {"query_text": "drill", "model_version": 1}}, "[shopsearch] [model_version] must be a string, got a number"),
     ({"shopsearch": {"query_text": "drill", "depth": 5}},
      "[shopsearch] unknown parameter [depth]; it takes query_text, send_text and model_version"),
-    ({"window_size": 501, "shopsearch": {"query_text": "drill"}},
-     "Validation Failed: 1: [shopsearch] window_size [501] is over the limit of [500] (node setting shopsearch.rerank.max_window);"),
+    ({"window_size": 101, "shopsearch": {"query_text": "drill"}},  # max_window: the settings' rerank depth, 100
+     "Validation Failed: 1: [shopsearch] window_size [101] is over the limit of [100] (node setting shopsearch.rerank.max_window);"),
 ]
 
 

@@ -157,8 +157,11 @@ def test_an_interleaved_search_keeps_its_draw_for_the_session_and_pages(es_url, 
     assert not off.search("cordless drill", 1, session="session-a").interleaved
 
 
-def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, page_shop, reversed_reranker, events_prefix) -> None:
-    _, server, log = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix)
+def shoppers_verdict(es, es_url: str, alias: str, target: str, events_prefix: str, arms: tuple[str, str],
+                     challenger: str | None = None):
+    """60 seeded shoppers (PBM) on an interleaving page: the verdict of their logged clicks between
+    `arms`, and the page's /abtest report."""
+    _, server, log = interleaving_page(es_url, alias, target, events_prefix, challenger=challenger)
     grades = {"cordless drill": GRADES["q1"], "drill bits": GRADES["q3"]}
     with server:
         report = ClickSimulator(server.url, grades, ClickModel(kind="pbm"), seed=0).run(sessions=60, max_seconds=60)
@@ -166,7 +169,11 @@ def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, page_s
         with urllib.request.urlopen(server.url + "/abtest", timeout=30) as response:
             page = response.read().decode()
     assert report.failed == 0 and report.searches == 60 and report.clicks > 0
-    verdict = compare(outcomes_of(read_events(es, events_prefix), ARMS), ARMS)
+    return compare(outcomes_of(read_events(es, events_prefix), arms), arms), page
+
+
+def test_simulated_shoppers_find_bm25_better_than_its_reverse(es, es_url, page_shop, reversed_reranker, events_prefix) -> None:
+    verdict, page = shoppers_verdict(es, es_url, page_shop, reversed_reranker.target, events_prefix, ARMS)
     # seeded shoppers, a deterministic page: the same clicks every run (150 sessions gave 107 BM25 wins,
     # 2 model wins, 3 ties); the bounds are far from that
     assert verdict.losses > 3 * verdict.wins, verdict
@@ -224,16 +231,8 @@ def test_a_challenger_that_does_not_answer_leaves_the_served_models_order(es_url
 
 def test_simulated_shoppers_prefer_the_better_model_version(es, es_url, page_shop, reversed_reranker,
                                                             challenger_reranker, events_prefix) -> None:
-    _, server, log = interleaving_page(es_url, page_shop, reversed_reranker.target, events_prefix,
-                                       challenger=challenger_reranker.target)
-    grades = {"cordless drill": GRADES["q1"], "drill bits": GRADES["q3"]}
-    with server:
-        report = ClickSimulator(server.url, grades, ClickModel(kind="pbm"), seed=0).run(sessions=60, max_seconds=60)
-        assert log.flush(10)
-        with urllib.request.urlopen(server.url + "/abtest", timeout=30) as response:
-            page = response.read().decode()
-    assert report.failed == 0 and report.searches == 60 and report.clicks > 0
-    verdict = compare(outcomes_of(read_events(es, events_prefix), MODEL_ARMS), MODEL_ARMS)
+    verdict, page = shoppers_verdict(es, es_url, page_shop, reversed_reranker.target, events_prefix, MODEL_ARMS,
+                                     challenger=challenger_reranker.target)
     # the challenger ranks as BM25 did against the same reversed model above: the same margins
     assert verdict.losses > 3 * verdict.wins, verdict
     assert verdict.p_value < 1e-4 and verdict.high < 0, verdict

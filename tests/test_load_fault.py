@@ -20,7 +20,7 @@ from tests.shop_page import ARTIFACT_QUERIES, drop_alias, start_page_stack
 def stack(tmp_path, es, es_url):
     alias = "test-load-fault"
     stack = start_page_stack(tmp_path, es, es_url, alias, SHOPSEARCH_WEB_BUDGET_MS="1500",
-                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_WEB_RERANK_DEADLINE_MS="300")
+                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_RERANK_PAGE_DEADLINE_MS="300")
     yield stack, alias
     stack.stop_all()
     drop_alias(es, alias)
@@ -54,7 +54,7 @@ def test_every_request_answered_in_time_and_the_stack_recovers(stack, es, es_url
 def replicated(tmp_path, es, es_url):
     alias = "test-load-replicas"
     stack = start_page_stack(tmp_path, es, es_url, alias, replicas=2, SHOPSEARCH_WEB_BUDGET_MS="1500",
-                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_WEB_RERANK_DEADLINE_MS="300")
+                             SHOPSEARCH_WEB_ES_TIMEOUT_MS="1000", SHOPSEARCH_RERANK_PAGE_DEADLINE_MS="300")
     yield stack, alias
     stack.stop_all()
     drop_alias(es, alias)
@@ -94,4 +94,85 @@ def test_two_replicas_lose_nothing_to_a_kill_and_a_rolling_reload(replicated, es
     assert sent_down >= 10 and fallback_down <= max(1, sent_down // 20), down  # near zero: <= 5 %
     rolling = report.windows["rolling reload"]
     assert rolling["web"].get("fallback", 0) + rolling["grpc"].get("error", 0) <= 1, rolling
+    assert set(report.versions) == {old_version, new_version}, report.versions
+
+
+@pytest.fixture
+def plugin_leg(tmp_path):
+    """Two reranker replicas (processes, as the demo runs them) and a node with the plugin whose
+    target is both of them, the page catalog indexed there."""
+    import shutil
+
+    from indexer.bulk_index import connect, index_catalog
+    from tests.shop_page import page_catalog
+    from tests.test_es_plugin import ES_PORT, plugin_node, wait_warmed
+
+    alias = "test-load-plugin"
+    stack = start_page_stack(tmp_path, None, f"http://127.0.0.1:{ES_PORT}", alias, replicas=2, web=False)
+    node = plugin_node(ES_PORT, **{"shopsearch.rerank.target": stack.target})
+    try:
+        if node.status().running:
+            node.stop()
+        shutil.rmtree(node.node_dir / "data", ignore_errors=True)
+        node.start()
+        index_catalog(connect(node.url), page_catalog(), alias, force=True)
+        wait_warmed(node.url)
+        warm_up_searches(node.url, alias)
+        yield stack, node, alias
+    finally:
+        node.stop()
+        stack.stop_all()
+
+
+def warm_up_searches(url: str, alias: str, timeout_s: float = 120.0) -> None:
+    """Rescored searches until two in a row are reranked: a fresh node's first searches compile and
+    load what the path needs (seconds on a loaded machine), which is not what the fault run measures."""
+    import random
+    import time
+
+    from bench.load import plugin_request
+
+    deadline, in_a_row = time.monotonic() + timeout_s, 0
+    while in_a_row < 2:
+        assert time.monotonic() < deadline, f"the plugin did not rerank within {timeout_s} s"
+        outcome, *_ = plugin_request(url, alias, "cordless drill", 8, "normal", random.Random(0), 30.0, 60.0)
+        in_a_row = in_a_row + 1 if outcome == "reranked" else 0
+
+
+def test_the_plugin_path_loses_no_search_to_a_kill_a_rollout_and_a_retarget(plugin_leg, tmp_path) -> None:
+    """Searches with the rescore clause at a fixed rate against a node whose target is two replicas,
+    while one replica is SIGKILLed and started again, a new model rolls out replica by replica, and
+    the node's target is changed live (to one replica, then back to its own, both). Every search is answered:
+    reranked, or the BM25 order with the plugin's reason, or (the malformed and oversized ones) a 400;
+    none failed, none hung, and both model versions reranked."""
+    from rich.console import Console
+
+    from bench.load import Replica, plugin_faults
+    from reranker.serving.online import OnlineReranker
+    from tests.shop_page import TITLES
+    from tests.tiny_artifact import build_tiny_artifact
+
+    stack, node, alias = plugin_leg
+    new = build_tiny_artifact(tmp_path / "berm-o-2", TITLES, ARTIFACT_QUERIES, seed=1)
+    old_version, new_version = OnlineReranker.load(stack.artifact).version, OnlineReranker.load(new).version
+    seconds = 30.0
+    config = LoadConfig(web_url=None, grpc_target=None, queries=[*ARTIFACT_QUERIES, "drill", "cordless", "masonry bit"],
+                        clients=4, plugin_clients=4, plugin_url=node.url, plugin_index=alias, plugin_window=8,
+                        seconds=seconds, rate_per_client=4.0, max_requests=2000, plugin_budget_ms=1500.0,
+                        # the node, two replicas (one of them restarting) and the load share two loaded
+                        # cores: a search starved for seconds is slow, not hung (a hung one never returns)
+                        slack_ms=5000.0, recovery_s=60.0)
+    replicas = [Replica(name, argv, address) for name, argv, address in stack.replicas]
+    report = LoadRun(config, plugin_faults(stack.stack, replicas, node.url, seconds, str(new), env=stack.env)).run()
+    print_report(report, Console(width=160))
+    assert report.passed, report.reasons
+    assert [f.error for f in report.faults] == [""] * 5, report.faults
+    plugin = report.outcomes["plugin"]
+    assert plugin["failed"] == 0 and report.hung == 0
+    assert plugin["reranked"] > 0 and plugin["error"] > 0, plugin  # bad rescores: a 400 with its reason
+    assert report.shapes["malformed"]["failed"] == report.shapes["oversized"]["failed"] == 0
+    assert set(report.fallback_reasons.get("plugin", {})) <= {"unavailable", "deadline_exceeded", "overloaded"}, \
+        report.fallback_reasons
+    for window in ("one replica down", "rolling reload", "retargeted"):
+        assert report.windows[window]["plugin"].get("reranked", 0) > 0, (window, report.windows[window])
     assert set(report.versions) == {old_version, new_version}, report.versions

@@ -17,6 +17,7 @@ from indexer.graph import ClickGraph
 from indexer.splits import QuerySplit
 from reranker.training.labeling import LabeledPairs
 from reranker.training.loop_curve import graph_ndcg, shown_lists, write_logs_graph
+from reranker.training import student_stages, teacher_stages
 from reranker.training.pipeline import Pipeline
 from reranker.training.profiles import PROFILES, run_name, with_overrides
 from searchstack.cli import app
@@ -33,7 +34,7 @@ def base_run(es, page_shop, tmp_path_factory):
     catalog = page_catalog()
     split = QuerySplit("s", catalog.name, "f", 13, 0.8, 0.1, TRAIN, [], TEST)
     run = Pipeline(catalog, split, es, page_shop, PROFILES["quick"], tmp_path_factory.mktemp("runs"))
-    run.bm25()
+    teacher_stages.bm25(run)
     build_tiny_artifact(run.root / "serving", TITLES, ["cordless drill", "drill bits", "claw hammer"])
     pairs = [(q, p) for q in run.train_q for p in run.bm25_top()[q]]
     LabeledPairs(np.array([q for q, _ in pairs]), np.array([p for _, p in pairs]), np.ones(len(pairs), np.float32),
@@ -88,7 +89,7 @@ def test_the_logs_graph_follows_the_grades_and_the_variant_run_trains_on_it(base
                        name=run_name(PROFILES["quick"], overrides))
     assert variant.root.name == "page-shop-quick+graph_file=graph-s400+k_order_ablation=false"
     assert (variant.root / "serving" / "manifest.json").is_file()  # a copy of the base run
-    variant.graph()
+    student_stages.graph(variant)
     edges = {(q, p): w for q, p, w in ClickGraph.load(variant.root / "graph.json").edges()}
     assert all(edges[pair] == w for pair, w in logged.items())  # the logs' weights, not the teacher's
     source = json.loads((variant.root / "graph_source.json").read_text())
@@ -105,3 +106,8 @@ def test_graph_ndcg_orders_each_train_querys_neighbors_by_edge_weight() -> None:
 def test_the_curve_refuses_volumes_that_are_not_sessions() -> None:
     out = CliRunner().invoke(app, ["loop-curve", "--sessions", "100,lots"])
     assert out.exit_code != 0 and "whole numbers of sessions" in out.output
+
+
+def test_the_curve_sets_the_graph_file_itself_and_refuses_one_given() -> None:
+    out = CliRunner().invoke(app, ["loop-curve", "--set", "graph_file=mine.json"])
+    assert out.exit_code != 0 and "sets graph_file itself" in out.output

@@ -203,12 +203,12 @@ def test_a_browser_sees_which_path_answered(node_url, reranker, model) -> None:
 
 def test_a_rescore_elasticsearch_refuses_gives_bm25_order_and_its_reason(node_url) -> None:
     # (a node without the plugin refuses the same way; the test nodes share one distribution, which has it)
-    config = WebSettings(rerank_path="plugin", **{**CONFIG, "rerank_depth": 501})
+    config = WebSettings(rerank_path="plugin", **{**CONFIG, "rerank_depth": 101})
     service = SearchService(make_es(node_url, config.es_timeout_ms), None, config, es_url=node_url, alias=ALIAS)
     calls = stats(node_url)["calls"]
     result = service.search(QUERY)
     assert (result.status, result.answered_by) == ("fallback", "bm25")
-    assert result.notice == ("Elasticsearch refused the shopsearch rescore ([shopsearch] window_size [501] is over the "
-                             "limit of [500] (node setting shopsearch.rerank.max_window)), so this is the BM25 order.")
+    assert result.notice == ("Elasticsearch refused the shopsearch rescore ([shopsearch] window_size [101] is over the "
+                             "limit of [100] (node setting shopsearch.rerank.max_window)), so this is the BM25 order.")
     assert [r.product_id for r in result.reranked] == [r.product_id for r in result.bm25] == bm25_ids(node_url)[:4]
     assert stats(node_url)["calls"] == calls

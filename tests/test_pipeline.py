@@ -16,6 +16,7 @@ from indexer.graph import ClickGraph
 from indexer.readers import load_catalog
 from indexer.splits import split_queries
 from common.artifacts import model_manifest
+from reranker.training import checks
 from reranker.training.pipeline import Pipeline
 from reranker.training.profiles import PROFILES
 from searchstack.settings import Settings
@@ -146,6 +147,16 @@ def test_the_dev_check_judges_every_model_against_bm25_and_the_bi_encoder(run):
             expected = row["ndcg@10"] - check["references"][ref]
             assert comparison["delta"] == pytest.approx(expected, abs=1e-9)
             assert comparison["verdict"] in ("better", "not significantly better", "worse")
+
+
+def test_the_upgrade_scores_a_served_artifact_on_this_runs_dev_queries(run):
+    # `shopsearch upgrade` compares the served model and the run's on the run's dev queries; against
+    # itself that is the dev check's own figure for the served model, on every dev query
+    check = manifest(run, "serving")["dev_check"]
+    ours, theirs, _, queries = checks.dev_head_to_head(run, run.layout.serving)
+    assert ours == pytest.approx(theirs, abs=1e-12)
+    assert ours == pytest.approx(check["models"]["BERM-O (ONNX)"]["ndcg@10"], abs=1e-9)
+    assert queries == len(run.dev_q) > 0
 
 
 def test_the_served_student_beats_the_zero_shot_bi_encoder_and_keeps_level_with_bm25(run):

@@ -81,7 +81,7 @@ def test_rerank_prints_both_orders_side_by_side(artifact: Path, es, es_url: str,
         expected_version = server.slot.model.version
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert f"'cordless drill': BM25 top " in out and f"BERM-O {expected_version}" in out
+    assert "'cordless drill': BM25 top " in out and f"BERM-O {expected_version}" in out
     for header in ("BM25 order", "reranked order", "score", "move"):
         assert header in out
     # the same items in both columns, the BM25 one in BM25 order; each reranked row shows its move

@@ -12,7 +12,7 @@ from searchstack.settings import Settings
 
 def test_former_literals_keep_their_values() -> None:
     s = Settings()
-    assert (s.demo_eval_depth, s.demo_reranker_start_timeout_s, s.demo_web_start_timeout_s) == (100, 300.0, 180.0)
+    assert (s.rerank.depth, s.demo_reranker_start_timeout_s, s.demo_web_start_timeout_s) == (100, 300.0, 180.0)
     assert (s.es_request_timeout_s, s.es_request_retries, s.bulk_max_retries) == (60.0, 2, 3)
     assert s.rerank.query_cache_size == 10_000
     assert all(p.embed_batch_size == 256 for p in PROFILES.values()) and "embed_batch_size" in MEASUREMENT_ONLY
@@ -23,7 +23,7 @@ def test_former_literals_keep_their_values() -> None:
 
 
 def test_they_come_from_the_environment(monkeypatch) -> None:
-    monkeypatch.setenv("SHOPSEARCH_DEMO_EVAL_DEPTH", "50")
+    monkeypatch.setenv("SHOPSEARCH_RERANK_DEPTH", "50")
     monkeypatch.setenv("SHOPSEARCH_RERANK_QUERY_CACHE_SIZE", "7")
     s = Settings()
-    assert (s.demo_eval_depth, s.rerank.query_cache_size) == (50, 7)
+    assert (s.rerank.depth, s.web.rerank_depth, s.rerank.query_cache_size) == (50, 50, 7)

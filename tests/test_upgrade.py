@@ -10,10 +10,10 @@ from pathlib import Path
 from rich.console import Console
 
 from reranker.client import Candidate, RerankClient
-from searchstack.demo import link_current, start_replicas, start_upgrade
+from searchstack.demo import start_replicas, start_upgrade
 from searchstack.settings import Settings
 from searchstack.stack import Stack
-from searchstack.upgrade import dev_ndcg, roll_in_if_better, served_artifact
+from searchstack.upgrade import dev_ndcg, link_current, roll_in_if_better, served_artifact
 from tests.shop_page import ARTIFACT_QUERIES, TITLES
 from tests.test_cli import shopsearch
 from tests.test_stack import free_consecutive_ports
@@ -63,6 +63,12 @@ def test_a_better_model_rolls_into_every_replica_and_a_worse_one_does_not(tmp_pa
         assert not kept.rolled and kept.served == quick.resolve()
         assert kept.line().startswith("kept the served model") and "0.4000" in kept.line()
         assert served_versions(target) == {version_of(quick)} and served_artifact(settings) == quick.resolve()
+
+        judged = []  # scored on the same dev queries, the candidate loses, whatever the two recorded
+        kept = roll_in_if_better(settings, better, judge=lambda served: judged.append(served) or (0.41, 0.44, 0.02, 40))
+        assert judged == [quick.resolve()] and not kept.rolled
+        assert kept.line().endswith("is not better on dev (0.4100 on the same 40 dev queries, p = 0.02)")
+        assert served_versions(target) == {version_of(quick)}
 
         rolled = roll_in_if_better(settings, better)
         assert rolled.rolled and rolled.versions == (version_of(better),) * 2

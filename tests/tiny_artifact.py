@@ -15,11 +15,12 @@ from reranker.training.artifact import build_artifact
 
 
 def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str] | None = None, seed: int = 0,
-                        tuned_encoder=None, check=None) -> Path:
+                        tuned_encoder=None, check=None, trained_depth: int | None = None) -> Path:
     """Untrained BERM-O weights, real bi-encoder vectors, FAISS stores and a click graph that joins
     each query to the titles sharing its words (weight = share of the query's words found). With a
     `tuned_encoder` (a sentence-transformers model), the model reads its query cosine too; `check` is
-    build_artifact's (run on the built folder before the swap)."""
+    build_artifact's (run on the built folder before the swap); `trained_depth` goes to the manifest
+    as the pipeline writes it (the labels' BM25 depth)."""
     if not titles:
         raise ValueError("a tiny artifact needs at least one product title")
     ids = list(titles)
@@ -41,5 +42,5 @@ def build_tiny_artifact(folder: Path, titles: dict[str, str], queries: list[str]
     torch.manual_seed(seed)
     model = BermO(BermOConfig(vocab_size=len(vocab), use_tuned_query=tuned_encoder is not None))
     return build_artifact(folder, model, vocab, graph, query_store, item_store, titles, seed=seed,
-                          extra={"profile": "tiny"}, progress=False, bi_encoder=encoder, tuned_encoder=tuned_encoder,
-                          check=check)
+                          extra={"profile": "tiny", **({"trained_depth": trained_depth} if trained_depth else {})},
+                          progress=False, bi_encoder=encoder, tuned_encoder=tuned_encoder, check=check)

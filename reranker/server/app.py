@@ -165,7 +165,7 @@ class RerankServer:
         if not self._swaps:
             gc.collect()  # start-up garbage is not frozen
         gc.freeze()
-        self.metrics.serving(swap.model.name, swap.model.version)
+        self.metrics.serving(swap.model.name, swap.model.version, getattr(swap.model, "trained_depth", None))
         if self._swaps:
             self.metrics.reloads.labels(result="ok").inc()
         self._swaps += 1

@@ -30,13 +30,20 @@ class ServiceMetrics:
                                     buckets=CANDIDATE_BUCKETS, registry=self.registry)
         self.model_info = Gauge("shopsearch_rerank_model_info", "The model being served (value 1).",
                                 ["name", "version"], registry=self.registry)
+        self.over_trained_depth = Counter(
+            "shopsearch_rerank_over_trained_depth", "Requests with more candidates than the model was trained on "
+            "(its manifest's trained_depth): scored, but past the depth it learned.", registry=self.registry)
+        self.trained_depth = Gauge("shopsearch_rerank_model_trained_depth",
+                                   "The BM25 depth the served model was trained on (0: not recorded).",
+                                   registry=self.registry)
         self.reloads = Counter("shopsearch_rerank_reloads", "Model loads after the first, by result.",
                                ["result"], registry=self.registry)
         self._http = None
 
-    def serving(self, name: str, version: str) -> None:
+    def serving(self, name: str, version: str, trained_depth: int | None = None) -> None:
         self.model_info.clear()
         self.model_info.labels(name=name, version=version).set(1)
+        self.trained_depth.set(trained_depth or 0)
 
     def text(self) -> str:
         """The exposition format, as Prometheus scrapes it."""

@@ -53,6 +53,10 @@ class Serialized:
         self.name, self.version = model.name, model.version
         self._lock = threading.Lock()
 
+    @property
+    def trained_depth(self) -> int | None:
+        return getattr(self.model, "trained_depth", None)
+
     def warm_up(self) -> None:
         with self._lock:
             self.model.warm_up()

@@ -34,6 +34,7 @@ request_log = logging.getLogger("reranker.requests")  # one JSON line per reques
 NO_DEADLINE_S = 1e6  # grpc reports a call without a deadline as one centuries away
 COST_SAMPLES = 16  # recent model calls per version behind the fail-fast estimate
 PROBE_EVERY_S = 1.0  # while the estimate refuses requests, one a second is scored anyway
+DEPTH_WARN_EVERY_S = 60.0  # one log line a model version and minute while requests send more than it learned
 
 
 class Abort(ShopsearchError):
@@ -130,6 +131,7 @@ class RerankServicer(pb_grpc.RerankerServicer):
     def __init__(self, slot: ModelSlot, metrics: ServiceMetrics, options: RerankSettings) -> None:
         self.slot, self.metrics, self.options = slot, metrics, options
         self._cost = CostEstimate()
+        self._depth_warned: dict[str, float] = {}  # version -> when its last depth warning was logged
 
     def Rerank(self, request, context):
         began = time.perf_counter()
@@ -156,7 +158,7 @@ class RerankServicer(pb_grpc.RerankerServicer):
         record["model_version"] = model.version
         remaining = context.time_remaining()
         has_deadline = remaining is not None and remaining < NO_DEADLINE_S
-        budget_ms = 1000 * remaining if has_deadline else self.options.default_deadline_ms
+        budget_ms = 1000 * remaining if has_deadline else self.options.deadlines.server_default_ms
         record["deadline_ms"] = round(budget_ms, 3)
         try:
             query, candidates = parse_request(request, self.options.limits)
@@ -167,6 +169,9 @@ class RerankServicer(pb_grpc.RerankerServicer):
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         record["query"] = query[:200]
         self.metrics.candidates.observe(len(candidates))
+        trained = getattr(model, "trained_depth", None)
+        if trained and len(candidates) > trained:  # a warning, not a refusal: the model still scores them
+            self._over_trained_depth(model.version, len(candidates), trained, record)
         validated = time.perf_counter()
         left_ms = budget_ms - 1000 * (validated - began)
         expected_ms = self._cost.admit(model.version, len(candidates), left_ms)
@@ -203,6 +208,16 @@ class RerankServicer(pb_grpc.RerankerServicer):
         if response.status == pb.PARTIAL:
             self.metrics.partial.inc()
         return response
+
+    def _over_trained_depth(self, version: str, sent: int, trained: int, record: dict) -> None:
+        self.metrics.over_trained_depth.inc()
+        record["over_trained_depth"] = trained
+        now = time.monotonic()
+        if now - self._depth_warned.get(version, -math.inf) >= DEPTH_WARN_EVERY_S:
+            self._depth_warned[version] = now
+            log.warning("a request sent %d candidates; model %s was trained on the BM25 top %d "
+                        "(set rerank_depth to %d or less; counted in shopsearch_rerank_over_trained_depth_total)",
+                        sent, version, trained, trained)
 
     def _finish(self, record: dict, code: grpc.StatusCode, began: float, message: str | None = None) -> None:
         seconds = time.perf_counter() - began

@@ -158,6 +158,9 @@ class OnlineReranker:
         self.per_path = int(m.per_path)
         self.max_query_tokens, self.max_title_tokens = int(m.max_query_tokens), int(m.max_title_tokens)
         self.version = m.version
+        # the BM25 depth the model's labels reached (None: not recorded); more candidates still get
+        # scored, but past it the model meets ranks it never learned from (the service warns)
+        self.trained_depth = int(m.trained_depth) if m.trained_depth else None
         self.sampler = NeighborSampler(self.graph, per_path=self.per_path, seed=int(m.seed))
         # no bi-encoder here: every vector the builder lacks comes from text_encoder below
         self.builder = ContextBuilder(self.sampler, self.vocab, self.query_store, self.item_store, {}, None,

@@ -2,6 +2,9 @@
 on the test queries with significance and speed (evaluate). Test queries are touched here only.
 
     dev_check -> evaluate
+
+Also here, for callers outside the stage table: the loop curve's student rankers
+(student_rankers) and the upgrade's paired comparison with a served artifact (dev_head_to_head).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from common.artifacts import STUDENTS, ServingManifest, model_manifest
 from evaluation.runner import EvalResult
@@ -82,6 +86,25 @@ def student_rankers(ctx: RunContext, queries: list[str], label: str = "") -> lis
     builder = _warm_context(ctx, queries, load_bi_encoder())
     return [StudentRanker("BERM" + label, Berm.load(ctx.layout.berm), builder),
             OnlineRanker(OnlineReranker.load(ctx.layout.serving), name="BERM-O (ONNX)" + label)]
+
+
+def dev_head_to_head(ctx: RunContext, other: Path) -> tuple[float, float, float, int]:
+    """This run's served model against another serving artifact on this run's dev queries (end-to-end
+    NDCG@10, paired t-test): (ours, theirs, p, queries). Two runs' own dev checks are made on
+    different dev samples, so their figures cannot be compared with each other (`shopsearch
+    upgrade` hands this to roll_in_if_better as its judge)."""
+    from evaluation.runner import evaluate_rankers
+    from evaluation.significance import paired_tests
+    from reranker.training.rankers import OnlineRanker
+
+    ours, theirs = "candidate", "served"
+    rankers = [OnlineRanker(OnlineReranker.load(ctx.layout.serving), name=ours),
+               OnlineRanker(OnlineReranker.load(Path(other)), name=theirs)]
+    result = evaluate_rankers(ctx.es, ctx.alias, ctx.catalog, ctx.dev_q, rankers, side="dev",
+                              split_id=ctx.split.split_id, depth=ctx.profile.bm25_depth)
+    ndcg = {row.name: row.end_to_end["ndcg@10"] for row in result.rows}
+    p = paired_tests(result, [theirs])[ours][f"vs {theirs}"]["e2e ndcg@10"]
+    return ndcg[ours], ndcg[theirs], p, len(ctx.dev_q)
 
 
 def dev_check(ctx: RunContext) -> None:

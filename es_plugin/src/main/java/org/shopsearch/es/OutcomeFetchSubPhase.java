@@ -44,16 +44,19 @@ final class OutcomeFetchSubPhase implements FetchSubPhase {
             if (rescore instanceof ShopsearchRescorer.Context c) ours = c;
         }
         if (ours == null) return null;  // no shopsearch rescore in this search: nothing to report
-        String query = ours.queryText;
-        Object reader = ShopsearchRescorer.readerKey(context.searcher());
+        // this shard's outcomes, looked up once for all its hits
+        Map<Integer, Outcome> byDoc = rescorer.outcomes().rescore(ShopsearchRescorer.readerKey(context.searcher()), ours.queryText);
+        RerankerLink link = rescorer.link();  // times each hit's step (null before the plugin started)
         return new FetchSubPhaseProcessor() {
             @Override
             public void setNextReader(LeafReaderContext readerContext) {}
 
             @Override
             public void process(HitContext hit) {
-                Outcome o = rescorer.outcomes().get(reader, query, hit.hit().docId());
+                long began = System.nanoTime();
+                Outcome o = byDoc == null ? null : byDoc.get(hit.hit().docId());
                 hit.hit().setDocumentField(FIELD, new DocumentField(FIELD, List.of(asMap(o))));
+                if (link != null) link.timings.add(Timings.FETCH_HIT, System.nanoTime() - began);
             }
 
             @Override

@@ -42,10 +42,12 @@ public final class RerankerLink implements Closeable {
 
     private volatile String target;
     private volatile int retryAttempts;
+    private volatile TimeValue retryBackoff;
     private volatile TimeValue deadline;
     private volatile boolean failOnError;
     private volatile int maxWindow;
     private volatile String textField;
+    private volatile String idField;
     private volatile int maxTextChars;
     private volatile ManagedChannel channel;
     private volatile RerankerGrpc.RerankerBlockingStub stub;
@@ -56,6 +58,7 @@ public final class RerankerLink implements Closeable {
     final LongAdder partial = new LongAdder();
     final LongAdder failed = new LongAdder();  // fail_on_error: the shard failed
     final LongAdder callMicros = new LongAdder();
+    final Timings timings = new Timings();
     private final Map<String, LongAdder> fallbacks = new ConcurrentHashMap<>();
     private final Map<String, AtomicLong> lastLogged = new ConcurrentHashMap<>();
     private final Map<String, LongAdder> unlogged = new ConcurrentHashMap<>();
@@ -70,18 +73,25 @@ public final class RerankerLink implements Closeable {
         this.failOnError = RerankSettings.FAIL_ON_ERROR.get(settings);
         this.maxWindow = RerankSettings.MAX_WINDOW.get(settings);
         this.textField = RerankSettings.TEXT_FIELD.get(settings);
+        this.idField = RerankSettings.ID_FIELD.get(settings);
         this.maxTextChars = RerankSettings.MAX_TEXT_CHARS.get(settings);
         this.retryAttempts = RerankSettings.RETRY_ATTEMPTS.get(settings);
+        this.retryBackoff = RerankSettings.RETRY_BACKOFF.get(settings);
         setTarget(RerankSettings.TARGET.get(settings));
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.TARGET, this::setTarget);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.RETRY_ATTEMPTS, v -> {
             retryAttempts = v;
             setTarget(target);  // the retry policy is the channel's: a new one
         });
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.RETRY_BACKOFF, v -> {
+            retryBackoff = v;
+            setTarget(target);
+        });
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.DEADLINE, v -> deadline = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.FAIL_ON_ERROR, v -> failOnError = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_WINDOW, v -> maxWindow = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.TEXT_FIELD, v -> textField = v);
+        clusterSettings.addSettingsUpdateConsumer(RerankSettings.ID_FIELD, v -> idField = v);
         clusterSettings.addSettingsUpdateConsumer(RerankSettings.MAX_TEXT_CHARS, v -> maxTextChars = v);
         // Calls fail fast while the channel is down (no search thread waits for a dead service);
         // this keeps it trying to reconnect every second, so a restarted service is used at once.
@@ -112,6 +122,7 @@ public final class RerankerLink implements Closeable {
     boolean failOnError() { return failOnError; }
     int maxWindow() { return maxWindow; }
     String textField() { return textField; }
+    String idField() { return idField; }
     int maxTextChars() { return maxTextChars; }
 
     private synchronized void setTarget(String newTarget) {
@@ -135,7 +146,7 @@ public final class RerankerLink implements Closeable {
             ManagedChannel ch = NettyChannelBuilder.forTarget(RerankTarget.channelTarget(target))
                 .usePlaintext()
                 .maxInboundMessageSize(16 << 20)
-                .defaultServiceConfig(serviceConfig(target, retryAttempts))
+                .defaultServiceConfig(serviceConfig(target, retryAttempts, retryBackoff))
                 .disableServiceConfigLookUp()  // ours, never one from DNS TXT records
                 .enableRetry()
                 .build();
@@ -152,7 +163,7 @@ public final class RerankerLink implements Closeable {
      * replica that is loading or draining leaves the rotation, and UNAVAILABLE retried on another
      * replica within the call's deadline. One host:port keeps round_robin and retries, without health checks.
      */
-    static Map<String, Object> serviceConfig(String target, int retryAttempts) {
+    static Map<String, Object> serviceConfig(String target, int retryAttempts, TimeValue retryBackoff) {
         Map<String, Object> config = new HashMap<>();
         config.put("loadBalancingConfig", List.of(Map.of("round_robin", Map.of())));
         if (RerankTarget.namesSeveral(target)) {
@@ -160,11 +171,16 @@ public final class RerankerLink implements Closeable {
         }
         if (retryAttempts > 1) {
             Map<String, Object> retry = Map.of(
-                "maxAttempts", (double) retryAttempts, "initialBackoff", "0.005s", "maxBackoff", "0.05s",
+                "maxAttempts", (double) retryAttempts, "initialBackoff", seconds(retryBackoff),
+                "maxBackoff", seconds(TimeValue.timeValueMillis(10 * retryBackoff.millis())),
                 "backoffMultiplier", 2.0, "retryableStatusCodes", List.of("UNAVAILABLE"));
             config.put("methodConfig", List.of(Map.of("name", List.of(Map.of("service", RERANKER_SERVICE)), "retryPolicy", retry)));
         }
         return config;
+    }
+
+    private static String seconds(TimeValue value) {
+        return String.format(java.util.Locale.ROOT, "%.3fs", value.millis() / 1000.0);
     }
 
     /** A first round trip off the search path: the first call on a new channel costs about a second. */

@@ -11,9 +11,16 @@ import java.util.List;
 import java.util.function.Supplier;
 
 import static org.elasticsearch.rest.RestRequest.Method.GET;
+import static org.elasticsearch.rest.RestRequest.Method.POST;
 
-/** {@code GET _shopsearch/stats}: this node's reranker counters, since the node started. */
+/**
+ * {@code GET _shopsearch/stats}: this node's reranker counters, since the node started, and where the
+ * rescores' time went ({@code timings}, see {@link Timings}); {@code POST _shopsearch/stats/timings/_reset}
+ * forgets the timing samples (not the counters) and answers the same.
+ */
 public final class RestStatsAction extends BaseRestHandler {
+    static final String TIMINGS_RESET = "/_shopsearch/stats/timings/_reset";
+
     private final Supplier<String> nodeName;
     private final Supplier<RerankerLink> links;
 
@@ -29,13 +36,15 @@ public final class RestStatsAction extends BaseRestHandler {
 
     @Override
     public List<Route> routes() {
-        return List.of(new Route(GET, "/_shopsearch/stats"));
+        return List.of(new Route(GET, "/_shopsearch/stats"), new Route(POST, TIMINGS_RESET));
     }
 
     @Override
     protected RestChannelConsumer prepareRequest(RestRequest request, NodeClient client) {
+        boolean reset = request.method() == POST;  // TIMINGS_RESET: a bench starts its run from no samples
         return channel -> {
             RerankerLink link = links.get();
+            if (reset && link != null) link.timings.reset();
             XContentBuilder b = channel.newBuilder();
             b.startObject();
             b.field("node", nodeName.get());
@@ -62,6 +71,7 @@ public final class RestStatsAction extends BaseRestHandler {
                 }
                 b.endObject();
                 b.field("fallback_total", total);
+                b.field("timings", link.timings.summary());
             }
             b.endObject();
             channel.sendResponse(new RestResponse(RestStatus.OK, b));

@@ -123,10 +123,19 @@ public final class ShopsearchRescorer implements Rescorer {
     @Override
     public TopDocs rescore(TopDocs topDocs, IndexSearcher searcher, RescoreContext rescoreContext) throws IOException {
         if (topDocs == null || topDocs.scoreDocs.length == 0) return topDocs;
-        Context ctx = (Context) rescoreContext;
+        long began = System.nanoTime();
+        RerankerLink link = links.get();
+        try {
+            return rescore(topDocs, searcher, (Context) rescoreContext, link, began);
+        } finally {
+            if (link != null) link.timings.add(Timings.RESCORE, System.nanoTime() - began);
+        }
+    }
+
+    private TopDocs rescore(TopDocs topDocs, IndexSearcher searcher, Context ctx, RerankerLink link, long began)
+        throws IOException {
         ScoreDoc[] docs = topDocs.scoreDocs;
         int window = Math.min(ctx.getWindowSize(), docs.length);
-        RerankerLink link = links.get();
         Object reader = readerKey(searcher);
         if (link == null) {
             return fallback(topDocs, ctx, reader, window, null, "not_ready", "the plugin has not started");
@@ -137,6 +146,8 @@ public final class ShopsearchRescorer implements Rescorer {
         } catch (RuntimeException e) {
             return fallback(topDocs, ctx, reader, window, link, "plugin_error", "reading the hits: " + e);
         }
+        long read = System.nanoTime();
+        link.timings.add(Timings.READ_WINDOW, read - began);
         ctx.checkCancellation();
         RerankResponse response;
         try {
@@ -152,17 +163,34 @@ public final class ShopsearchRescorer implements Rescorer {
         } catch (RuntimeException e) {
             return fallback(topDocs, ctx, reader, window, link, "plugin_error", e.toString());
         }
+        long answered = System.nanoTime();
+        recordCall(link.timings, answered - read, response);
         Reordered result = reorder(docs, window, response);
         if (response.getStatus() == shopsearch.reranker.v1.RerankerOuterClass.Status.PARTIAL) link.partial.increment();
         link.reranked.increment();
         ctx.setRescoredDocs(result.rescored());
         outcomes.put(reader, ctx.queryText, result.outcomes());
+        link.timings.add(Timings.MAP, System.nanoTime() - answered);
         return new TopDocs(topDocs.totalHits, result.docs());
     }
 
-    /** Reads `_id` (and `_source` when asked) of one document, and stops once it has them. */
+    /** The call's spans: as the node saw it, the service's own (from its timings_ms), and the rest, transport. */
+    static void recordCall(Timings timings, long callNanos, RerankResponse response) {
+        timings.add(Timings.CALL, callNanos);
+        Double server = response.getTimingsMsMap().get("server");
+        if (server == null) return;  // a service that does not time itself: no split
+        long serviceNanos = (long) (server * 1e6);
+        timings.add(Timings.SERVICE, serviceNanos);
+        Double model = response.getTimingsMsMap().get("model");
+        if (model != null) timings.add(Timings.MODEL, (long) (model * 1e6));
+        timings.add(Timings.TRANSPORT, callNanos - serviceNanos);
+    }
+
+    /** Reads `_id` (when its doc values gave none) and `_source` (when asked) of one document, and
+     *  stops once it has them. */
     private static final class IdVisitor extends StoredFieldVisitor {
         private final boolean wantSource;
+        private boolean wantId;
         BytesRef id;
         BytesRef source;
 
@@ -170,15 +198,16 @@ public final class ShopsearchRescorer implements Rescorer {
             this.wantSource = wantSource;
         }
 
-        void reset() {
+        void reset(boolean wantId) {
+            this.wantId = wantId;
             id = null;
             source = null;
         }
 
         @Override
         public Status needsField(FieldInfo field) {
-            if (id != null && (wantSource == false || source != null)) return Status.STOP;
-            if (ID_FIELD.equals(field.name)) return Status.YES;
+            if ((wantId == false || id != null) && (wantSource == false || source != null)) return Status.STOP;
+            if (wantId && ID_FIELD.equals(field.name)) return Status.YES;
             return wantSource && SOURCE_FIELD.equals(field.name) ? Status.YES : Status.NO;
         }
 
@@ -196,17 +225,23 @@ public final class ShopsearchRescorer implements Rescorer {
         int maxChars = link.maxTextChars();
         // Stored fields are compressed in blocks of neighbouring documents: read them in doc id
         // order, so each block is decompressed once rather than once per hit in BM25 order.
-        Integer[] byDoc = new Integer[window];
-        for (int i = 0; i < window; i++) byDoc[i] = i;
-        Arrays.sort(byDoc, (a, b) -> Integer.compare(docs[a].doc, docs[b].doc));
-        String[] ids = new String[window];
+        // (doc id, window position) packed in one long: a primitive sort, no boxing
+        long[] byDoc = new long[window];
+        for (int i = 0; i < window; i++) byDoc[i] = ((long) docs[i].doc << 32) | i;
+        Arrays.sort(byDoc);
+        String[] ids = WindowIds.read(searcher, docs, byDoc, link.idField());
         String[] texts = ctx.sendText ? new String[window] : null;
         IdVisitor visitor = new IdVisitor(ctx.sendText);
-        for (int i : byDoc) {
-            visitor.reset();
+        for (long packed : byDoc) {
+            int i = (int) packed;
+            boolean needId = ids[i] == null;
+            if (needId == false && texts == null) continue;  // the usual case: no stored field read at all
+            visitor.reset(needId);
             stored.document(docs[i].doc, visitor);
-            if (visitor.id == null) throw new IllegalStateException("hit without an _id (doc " + docs[i].doc + ")");
-            ids[i] = Uid.decodeId(visitor.id.bytes, visitor.id.offset, visitor.id.length);
+            if (needId) {
+                if (visitor.id == null) throw new IllegalStateException("hit without an _id (doc " + docs[i].doc + ")");
+                ids[i] = Uid.decodeId(visitor.id.bytes, visitor.id.offset, visitor.id.length);
+            }
             if (texts != null && visitor.source != null) {
                 Object text = XContentHelper.convertToMap(new BytesArray(visitor.source), false).v2().get(textField);
                 if (text instanceof String s && s.isEmpty() == false) {

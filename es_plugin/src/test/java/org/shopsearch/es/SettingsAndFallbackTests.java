@@ -3,6 +3,7 @@ package org.shopsearch.es;
 import io.grpc.Status;
 
 import org.elasticsearch.common.settings.Settings;
+import org.elasticsearch.core.TimeValue;
 import org.elasticsearch.rest.RestStatus;
 import org.junit.Test;
 
@@ -26,8 +27,22 @@ public class SettingsAndFallbackTests {
     public void theDefaultsAreTheDocumentedOnes() {
         assertEquals("127.0.0.1:50051", RerankSettings.TARGET.get(Settings.EMPTY));
         assertEquals(300, RerankSettings.DEADLINE.get(Settings.EMPTY).millis());
-        assertEquals(500, (int) RerankSettings.MAX_WINDOW.get(Settings.EMPTY));
+        assertEquals(100, (int) RerankSettings.MAX_WINDOW.get(Settings.EMPTY));
         assertEquals(3, (int) RerankSettings.RETRY_ATTEMPTS.get(Settings.EMPTY));
+        assertEquals(20, RerankSettings.RETRY_BACKOFF.get(Settings.EMPTY).millis());
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    public void theRetryPolicyTakesItsBackoffFromTheSetting() {
+        Map<String, Object> config = RerankerLink.serviceConfig("a:1,b:2", 3,
+            RerankSettings.RETRY_BACKOFF.get(with(RerankSettings.RETRY_BACKOFF.getKey(), "30ms")));
+        Map<String, Object> method = ((java.util.List<Map<String, Object>>) config.get("methodConfig")).get(0);
+        Map<String, Object> retry = (Map<String, Object>) method.get("retryPolicy");
+        assertEquals("0.030s", retry.get("initialBackoff"));
+        assertEquals("0.300s", retry.get("maxBackoff"));
+        assertEquals(3.0, retry.get("maxAttempts"));
+        assertEquals(null, RerankerLink.serviceConfig("a:1", 1, TimeValue.timeValueMillis(20)).get("methodConfig"));
     }
 
     @Test
@@ -52,6 +67,7 @@ public class SettingsAndFallbackTests {
         assertRefused(RerankSettings.MAX_WINDOW, "1001", "must be <= 1000");
         assertRefused(RerankSettings.MAX_WINDOW, "0", "must be >= 1");
         assertRefused(RerankSettings.RETRY_ATTEMPTS, "6", "must be <= 5");
+        assertRefused(RerankSettings.RETRY_BACKOFF, "0ms", "must be >= [1ms]");
         assertRefused(RerankSettings.DEADLINE, "0ms", "must be >= [1ms]");
         assertRefused(RerankSettings.FAIL_ON_ERROR, "maybe", "only [true] or [false]");
     }
@@ -74,14 +90,21 @@ public class SettingsAndFallbackTests {
     }
 
     @Test
-    public void outcomesAreKeptPerReaderQueryAndDocAndBounded() {
+    public void outcomesAreKeptPerRescoreOfAReaderAndQueryAndBounded() {
         Outcomes outcomes = new Outcomes(3);
         Object reader = new Object();
         outcomes.put(reader, "drill", Map.of(1, Outcome.notReranked(2f, 1, 10, "", "unavailable", "")));
         assertEquals("unavailable", outcomes.get(reader, "drill", 1).reason());
+        assertEquals(null, outcomes.get(reader, "drill", 2));
         assertEquals(null, outcomes.get(reader, "hammer", 1));
         assertEquals(null, outcomes.get(new Object(), "drill", 1));
-        for (int doc = 2; doc < 10; doc++) outcomes.put(reader, "drill", Map.of(doc, Outcome.reranked(1f, 1f, 1, 1, 10, "v")));
+        // the latest rescore of the same query on the same reader replaces the earlier one
+        outcomes.put(reader, "drill", Map.of(1, Outcome.reranked(1f, 2f, 1, 1, 10, "v")));
+        assertEquals(true, outcomes.get(reader, "drill", 1).reranked());
+        assertEquals(1, outcomes.size());
+        for (String query : new String[] {"saw", "nail", "tape"}) outcomes.put(reader, query, Map.of(1, Outcome.reranked(1f, 1f, 1, 1, 10, "v")));
         assertEquals(3, outcomes.size());
+        assertEquals("the oldest rescore went first", null, outcomes.rescore(reader, "drill"));
+        assertEquals(true, outcomes.get(reader, "tape", 1).reranked());
     }
 }
