@@ -257,6 +257,26 @@ def pipeline(
     _print_dev_check(run.root)
 
 
+@app.command()
+@one_line_errors
+def ceiling(
+    profile: ProfileOpt = "quick",
+    overrides: SetOpt = None,
+    fmt: FormatOpt = Format.home_depot,
+    path: PathOpt = None,
+    es_url: UrlOpt = None,
+    queries: Annotated[int, typer.Option(min=1, help="At most this many queries of each group.")] = 800,
+) -> None:
+    """How much of the teacher a student of this design can carry, on a trained run: the tuned query
+    encoder's agreement with the teacher on the queries it learned from and on dev, and the best dev
+    NDCG@10 of any blend of BM25 and the two cosines (weights chosen on dev: an optimistic bound)."""
+    from reranker.training.ceiling_report import run_ceiling
+
+    run = _pipeline_factory(profile, fmt, path, es_url)(_overrides(overrides, None))
+    for line in run_ceiling(run, queries).lines():
+        console.print(line, highlight=False)
+
+
 @app.command("k-order")
 @one_line_errors
 def k_order(

@@ -43,7 +43,7 @@ def shop_folder(tmp_path: Path) -> Path:
 
 
 def test_every_command_explains_itself() -> None:
-    for command in ([], ["index"], ["split"], ["eval"], ["demo"], ["es", "start"]):
+    for command in ([], ["index"], ["split"], ["eval"], ["demo"], ["es", "start"], ["ceiling"], ["k-order"]):
         done = shopsearch(*command, "--help")
         assert done.returncode == 0 and "Usage:" in done.stdout, command
 
