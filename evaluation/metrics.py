@@ -1,4 +1,4 @@
-"""Ranking metrics through ranx, plus the two figures ranx does not have.
+"""Ranking metrics through ranx, plus the figures ranx does not have.
 
 Conventions, printed with every table:
 - NDCG@10 is ranx's `ndcg` (Järvelin & Kekäläinen, *linear* gain: DCG = sum gain_i / log2(i+1)).
@@ -15,6 +15,9 @@ by a common scale.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from ranx import Qrels, Run, evaluate
 
@@ -83,3 +86,17 @@ def clear_pair_accuracy(grades: Grades, scores: Scores, gap: float = CLEAR_PAIR_
             right += 1.0 if sb > sw else 0.5 if sb == sw else 0.0
             pairs += 1
     return (right / pairs if pairs else float("nan")), pairs
+
+
+def per_query_spearman(pairs: Iterable[tuple[Sequence[float], Sequence[float]]]) -> list[float]:
+    """Spearman correlation of each query's two score lists (a model's and a reference's, same
+    candidates in the same order); queries where it is undefined (fewer than two candidates, a
+    constant list) are left out rather than counted as 0."""
+    from scipy.stats import spearmanr
+
+    rhos = []
+    for a, b in pairs:
+        if len(a) < 2 or not (np.ptp(a) > 0 and np.ptp(b) > 0):
+            continue
+        rhos.append(float(spearmanr(a, b).statistic))
+    return rhos

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluation.metrics import per_query_spearman
 from evaluation.ndcg import ndcg_at
 from reranker.normalize import minmax
 
@@ -72,10 +73,7 @@ class Ceiling:
 def mean_spearman(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     """Mean per-query Spearman correlation of (scores, reference) pairs; queries where it is
     undefined (a constant column, fewer than two candidates) are left out."""
-    from scipy.stats import spearmanr
-
-    values = [spearmanr(a, b).statistic for a, b in pairs if len(a) > 1 and np.ptp(a) > 0 and np.ptp(b) > 0]
-    values = [v for v in values if np.isfinite(v)]
+    values = per_query_spearman(pairs)
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -142,10 +140,9 @@ def run_ceiling(run, limit: int = 800) -> Ceiling:
 
     def group(q: str) -> QueryGroup:
         ids = list(labels[q])
-        bm25, _, cosine = (np.array([labels[q][p][k] for p in ids]) for k in range(3))
+        bm25, logits, cosine = (np.array([labels[q][p][k] for p in ids]) for k in range(3))
         features = {"BM25": bm25, "zero-shot cosine": cosine,
-                    "tuned cosine": np.array([float(items[p] @ tuned[q]) for p in ids]),
-                    "cross-encoder": np.array([labels[q][p][1] for p in ids])}
+                    "tuned cosine": np.array([float(items[p] @ tuned[q]) for p in ids]), "cross-encoder": logits}
         return QueryGroup(ids, features, np.array([targets[q][p] for p in ids]), graded.get(q, {}))
 
     groups = {name: [group(q) for q in qs] for name, qs in chosen.items() if qs}

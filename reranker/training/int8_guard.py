@@ -55,19 +55,8 @@ class GuardReport:
 
 def per_query_spearman(fp32: ByQuery, int8: ByQuery) -> list[float]:
     """Spearman correlation of the two graphs' logits within each query (undefined ones left out)."""
-    from scipy.stats import spearmanr
-
-    rhos = []
-    for q, items in fp32.items():
-        ids = list(items)
-        if len(ids) < 2:
-            continue
-        a = [items[p][1] for p in ids]
-        b = [int8[q][p][1] for p in ids]
-        if np.ptp(a) == 0 or np.ptp(b) == 0:
-            continue
-        rhos.append(float(spearmanr(a, b).statistic))
-    return rhos
+    return metrics.per_query_spearman(([items[p][1] for p in items], [int8[q][p][1] for p in items])
+                                      for q, items in fp32.items())
 
 
 def decide(ndcg_fp32: float, ndcg_int8: float, spearmans: list[float], thresholds: GuardThresholds) -> tuple[str, str]:

@@ -257,19 +257,14 @@ def _train_groups(ctx: RunContext, target_of=None) -> StudentGroups:
 
 def _dev_agreement(ctx: RunContext, scorer: Scorer, warm) -> float:
     """Mean per-query Spearman correlation with the deployed teacher on dev's BM25 top-N (held out)."""
-    from scipy.stats import spearmanr
+    from evaluation.metrics import per_query_spearman
 
     dev = LabeledPairs.load(ctx.layout.dev_labels).by_query()
     config = Teacher.load_config(ctx.layout.teacher)
     targets = mixed_targets(dev, config.bm25_mix, config.cosine_mix)
     warm(sorted({p for items in dev.values() for p in items}))
-    rhos = []
-    for q, items in dev.items():
-        ids = list(items)
-        scores = scorer(ctx.texts[q], ids, [items[p][0] for p in ids])
-        rho = spearmanr(scores, [targets[q][p] for p in ids]).statistic
-        if np.isfinite(rho):
-            rhos.append(rho)
+    rhos = per_query_spearman((scorer(ctx.texts[q], list(items), [items[p][0] for p in items]),
+                               [targets[q][p] for p in items]) for q, items in dev.items())
     return float(np.mean(rhos)) if rhos else float("nan")
 
 
